@@ -1,0 +1,112 @@
+# Shield — edge caching proxy / origin shield.
+#
+#   make deps    install Debian/npm dependencies (idempotent, quiet when present)
+#   make         build build/shield (jemalloc) and build/shieldctl
+#   make test    deps + build + unit tests + integration tests, then the same
+#                unit and integration tests again on the ASan/UBSan build
+#   make run     deps + build + demo (S3 emulator with sample books + Shield)
+#   make asan    build build/asan/shield (libc malloc, ASan + UBSan)
+#   make format  clang-format the tree;  make clean
+
+VERSION    := 0.1.0
+BUILD      ?= build
+SAN        ?= 0
+CC         ?= cc
+LLHTTP_DIR ?= /usr/share/llhttp
+LLHTTP_INC ?= /usr/share/include/llhttp
+PYTHON     ?= /usr/bin/python3
+PYTEST_ARGS ?=
+
+WARN   := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wvla
+CPPFLAGS := -Iinclude -I$(LLHTTP_INC) -D_GNU_SOURCE -DSHIELD_VERSION='"$(VERSION)"'
+LIBS   := -levent_openssl -levent_pthreads -levent -lcurl -lconfig -lssl -lcrypto -lz -lm -pthread
+
+ifeq ($(SAN),1)
+  OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  CPPFLAGS += -DSHIELD_MALLOC_LIBC
+  LDSAN    := -fsanitize=address,undefined
+else
+  OPT      := -O2 -g
+  LIBS     += -ljemalloc
+  LDSAN    :=
+endif
+CFLAGS ?=
+CFLAGS += -std=gnu11 -pthread $(OPT) $(WARN)
+
+SRC       := $(sort $(wildcard proxy/*.c proxy/cache/*.c modules/*.c))
+MAIN_SRC  := proxy/main.c
+LIB_SRC   := $(filter-out $(MAIN_SRC),$(SRC))
+OBJ_DIR   := $(BUILD)/obj
+LIB_OBJ   := $(LIB_SRC:%.c=$(OBJ_DIR)/%.o)
+LLHTTP_OBJ := $(OBJ_DIR)/llhttp/llhttp.o $(OBJ_DIR)/llhttp/api.o $(OBJ_DIR)/llhttp/http.o
+UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps test unit integration asan run clean format check-format
+all: $(BUILD)/shield
+
+$(BUILD)/shield: $(OBJ_DIR)/proxy/main.o $(LIB_OBJ) $(LLHTTP_OBJ)
+	$(CC) $(CFLAGS) $(LDSAN) -o $@ $^ $(LIBS)
+
+$(OBJ_DIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+# llhttp is compiled from the sources Debian's node-llhttp ships; it is
+# generated code, so it gets the optimisation flags but not our warning set.
+$(OBJ_DIR)/llhttp/%.o: $(LLHTTP_DIR)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -I$(LLHTTP_INC) -std=gnu11 $(OPT) -w -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ) $(LLHTTP_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDSAN) -o $@ $^ $(LIBS) -lcmocka
+
+-include $(shell find $(OBJ_DIR) -name '*.d' 2>/dev/null)
+
+# ---- dependencies -----------------------------------------------------------
+DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev libcurl4-openssl-dev \
+            libjemalloc-dev libmaxminddb-dev node-llhttp libconfig-dev zlib1g-dev \
+            libbrotli-dev libcmocka-dev python3 python3-pytest python3-botocore \
+            awscli curl openssl procps
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	if [ -n "$$(echo $$missing)" ]; then \
+	    echo "make deps: installing$$(echo ' '$$missing)"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@[ -x tests/node_modules/.bin/s3rver ] || { echo "make deps: installing s3rver (npm)"; \
+	    cd tests && npm ci --silent --no-audit --no-fund >/dev/null 2>&1 || npm ci --no-audit --no-fund; }
+
+# ---- tests ------------------------------------------------------------------
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+integration: $(BUILD)/shield
+	SHIELD_BIN=$(abspath $(BUILD)/shield) SHIELD_SAN=$(SAN) $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/integration
+
+asan:
+	$(MAKE) BUILD=build/asan SAN=1 all
+
+test: deps
+	$(MAKE) all unit
+	$(MAKE) integration
+	$(MAKE) BUILD=build/asan SAN=1 all unit
+	$(MAKE) BUILD=build/asan SAN=1 integration
+
+run: deps all
+	tests/demo.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+check-format:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build tests/integration/__pycache__

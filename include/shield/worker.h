@@ -1,0 +1,84 @@
+/*
+ * Workers: one thread, one event_base (no locking), its own SO_REUSEPORT
+ * listening sockets, its client connections, its curl multi handle and its
+ * counters. Nothing crosses threads except through the notify pipe (main ->
+ * worker commands such as "drain") and the shared, internally locked objects
+ * (credentials providers; later the cache and rate-limit tables).
+ */
+#ifndef SHIELD_WORKER_H
+#define SHIELD_WORKER_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shield/config.h"
+#include "shield/origin.h"
+
+struct event_base;
+struct event;
+struct evconnlistener;
+struct sh_conn;
+struct sh_creds;
+
+/* Per-worker counters; read by other threads only as relaxed snapshots. */
+typedef struct sh_worker_stats {
+    uint64_t connections_accepted;
+    uint64_t connections_rejected; /* over limits.max_connections */
+    uint64_t requests;
+    uint64_t responses_by_class[6]; /* index = status / 100 (0 = none sent) */
+    uint64_t origin_fetches;
+    uint64_t origin_errors;
+    uint64_t bytes_in;  /* from viewers */
+    uint64_t bytes_out; /* to viewers */
+} sh_worker_stats;
+
+typedef struct sh_worker {
+    int id;
+    pthread_t thread;
+    struct event_base *base;
+    const sh_config *cfg;
+    struct sh_creds *const *creds; /* indexed like cfg->origins; NULL entries = unsigned */
+    int *listen_fds;               /* one per cfg->listen, bound by main, owned here */
+    struct evconnlistener **listeners;
+    size_t nlisteners;
+    int notify_fd[2]; /* pipe: main writes single-byte commands */
+    struct event *notify_ev;
+    struct event *drain_timer;
+    origin_ctx *origin;
+    void **mod_states;     /* indexed like sh_modules */
+    struct sh_conn *conns; /* doubly linked list of open connections */
+    size_t nconns;
+    int draining;
+    uint64_t rng[2]; /* xorshift128+ state for request ids */
+    sh_worker_stats stats;
+} sh_worker;
+
+/*
+ * Create a worker (event_base, listeners on the given bound fds, origin
+ * context, module states). Does not start its thread. NULL on failure with
+ * a message in err.
+ */
+sh_worker *sh_worker_new(int id, const sh_config *cfg, struct sh_creds *const *creds,
+                         const int *listen_fds, char *err, size_t errlen);
+/* Start the thread (runs the event loop until the worker has drained). 0 or -1. */
+int sh_worker_start(sh_worker *w);
+/* Ask the worker to drain: stop accepting, finish in-flight requests within
+ * timeouts.drain, then exit its loop. Async-signal-unsafe; call from main. */
+void sh_worker_drain(sh_worker *w);
+/* Join the thread and free everything (closes any remaining connection). */
+void sh_worker_join_free(sh_worker *w);
+
+/* Connection entry points (proxy/conn.c). */
+void sh_conn_accept(sh_worker *w, int fd, const struct sockaddr *sa, int salen);
+/* Drain: close idle connections now, the rest after their current response. */
+void sh_conn_drain_all(sh_worker *w);
+/* Close every connection at once (drain timeout, shutdown). */
+void sh_conn_close_all(sh_worker *w);
+/* Called by conn.c when a connection is freed, so a draining worker can exit. */
+void sh_worker_conn_closed(sh_worker *w);
+
+/* Monotonic clock in microseconds. */
+int64_t sh_now_us(void);
+
+#endif
