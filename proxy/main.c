@@ -118,7 +118,7 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    origin_global_init();
     int rc = 1;
     size_t nw = (size_t)cfg->nworkers;
     sh_creds **creds = sh_calloc(cfg->norigins ? cfg->norigins : 1, sizeof(*creds));
@@ -187,7 +187,7 @@ out:
     sh_free(workers);
     sh_free(fds);
     sh_config_free(cfg);
-    curl_global_cleanup();
+    origin_global_cleanup();
     libevent_global_shutdown();
     return rc;
 }
