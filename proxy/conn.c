@@ -226,6 +226,11 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
         c->err_status = 431;
         return -1;
     }
+    /* llhttp lets spaces and other non-token bytes through in names it does
+     * not know ("X-A : b"); an origin might trim them and see another header. */
+    for (size_t i = 0; i < len; i++)
+        if (!sh_is_tchar((unsigned char)at[i]))
+            return bad(c, 400, "invalid byte in header name");
     c->spans[c->nspans - 1].nlen += (uint32_t)len;
     return hbuf_append(c, at, len);
 }
@@ -233,6 +238,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     sh_conn *c = conn_of(p);
+    if (c->nspans == 0 || c->last_cb == 0)
+        return bad(c, 400, "header value without a name");
     struct hspan *s = &c->spans[c->nspans - 1];
     if (c->last_cb != 2) {
         s->voff = (uint32_t)c->hlen;
@@ -261,6 +268,14 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     }
     s->vlen += (uint32_t)len;
     return hbuf_append(c, at, len);
+}
+
+static int on_header_field_complete(llhttp_t *p)
+{
+    sh_conn *c = conn_of(p);
+    if (c->last_cb != 1 || c->spans[c->nspans - 1].nlen == 0)
+        return bad(c, 400, "empty header name");
+    return 0;
 }
 
 static int on_header_value_complete(llhttp_t *p)
@@ -441,6 +456,7 @@ static void settings_init(void)
     parser_settings.on_url = on_url;
     parser_settings.on_header_field = on_header_field;
     parser_settings.on_header_value = on_header_value;
+    parser_settings.on_header_field_complete = on_header_field_complete;
     parser_settings.on_header_value_complete = on_header_value_complete;
     parser_settings.on_headers_complete = on_headers_complete;
     parser_settings.on_body = on_body;
