@@ -68,7 +68,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ) $(LLHTTP_OBJ)
 DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev libcurl4-openssl-dev \
             libjemalloc-dev libmaxminddb-dev node-llhttp libconfig-dev zlib1g-dev \
             libbrotli-dev libcmocka-dev python3 python3-pytest python3-botocore \
-            awscli curl openssl procps
+            awscli curl openssl procps clang-format
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 deps:
@@ -94,6 +94,7 @@ asan:
 	$(MAKE) BUILD=build/asan SAN=1 all
 
 test: deps
+	$(MAKE) check-format
 	$(MAKE) all unit
 	$(MAKE) integration
 	$(MAKE) BUILD=build/asan SAN=1 all unit

@@ -229,8 +229,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     /* llhttp lets spaces and other non-token bytes through in names it does
      * not know ("X-A : b"); an origin might trim them and see another header. */
     for (size_t i = 0; i < len; i++)
-        if (!sh_is_tchar((unsigned char)at[i]))
-            return bad(c, 400, "invalid byte in header name");
+        if (!sh_is_tchar((unsigned char)at[i])) return bad(c, 400, "invalid byte in header name");
     c->spans[c->nspans - 1].nlen += (uint32_t)len;
     return hbuf_append(c, at, len);
 }
@@ -238,8 +237,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     sh_conn *c = conn_of(p);
-    if (c->nspans == 0 || c->last_cb == 0)
-        return bad(c, 400, "header value without a name");
+    if (c->nspans == 0 || c->last_cb == 0) return bad(c, 400, "header value without a name");
     struct hspan *s = &c->spans[c->nspans - 1];
     if (c->last_cb != 2) {
         s->voff = (uint32_t)c->hlen;
