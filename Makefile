@@ -103,6 +103,16 @@ test: deps
 run: deps all
 	tests/demo.sh
 
+# ---- benchmarks ---------------------------------------------------------------
+# make cachesim [CACHESIM_ARGS='-S 0 -c 0.5,1']   eviction policies on a Zipf e-book trace
+.PHONY: cachesim
+cachesim: $(BUILD)/cachesim
+	$(BUILD)/cachesim $(CACHESIM_ARGS)
+
+$(BUILD)/cachesim: bench/cachesim.c $(OBJ_DIR)/proxy/cache/evict.o $(OBJ_DIR)/proxy/alloc.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDSAN) -o $@ $^ -lm
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 

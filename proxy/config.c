@@ -1008,6 +1008,24 @@ static void parse_globals(scope *top, sh_config *cfg)
              &cfg->limits, limits, sizeof limits / sizeof limits[0]);
     get_nums(opt_group(top, "timeouts", "header body keepalive send drain", &sc), &cfg->timeouts,
              timeouts, sizeof timeouts / sizeof timeouts[0]);
+
+#define CACHE_SIZE(key, def, min) NUM(sh_cache_conf, #key, key, NUM_SIZE, def, min, SIZE_MAX)
+    static const num_field cache[] = {CACHE_SIZE(memory_size, 256 << 20, 1 << 20),
+                                      CACHE_SIZE(max_object_size, 64 << 20, 1)};
+    scope *cs = opt_group(top, "cache", "enabled memory_size max_object_size", &sc);
+    cfg->cache.enabled = 1;
+    if (cs) get_bool(cs, "enabled", &cfg->cache.enabled);
+    get_nums(cs, &cfg->cache, cache, sizeof cache / sizeof cache[0]);
+
+    cfg->admin.address = sh_strdup("");
+    scope *as = opt_group(top, "admin", "address", &sc);
+    if (as && get_str(as, "address", &v) == 1 && *v) {
+        if (sh_parse_address(v, &cfg->admin.addr, &cfg->admin.addrlen) != 0)
+            err_at(top->ld, member(as, "address"),
+                   "admin.address \"%s\": expected host:port with a numeric address", v);
+        else
+            set_str(&cfg->admin.address, v);
+    }
 }
 
 /* ---- entry points ----------------------------------------------------------------------- */
@@ -1047,7 +1065,7 @@ sh_config *sh_config_load(const char *path, void *errs)
     cfg->file = sh_strdup(path);
     top = (scope){.ld = &ld, .set = config_root_setting(&lc)};
     check_keys(&top, "node listen origins behaviors response_headers default_root_object limits "
-                     "timeouts");
+                     "timeouts cache admin");
     parse_node(&top, cfg);
     parse_listen(&top, cfg);
     parse_origins(&top, cfg);
@@ -1089,6 +1107,7 @@ void sh_config_free(sh_config *cfg)
     sh_free(cfg->origins);
     sh_free(cfg->behaviors);
     sh_free(cfg->default_root_object);
+    sh_free(cfg->admin.address);
     sh_free(cfg->error_log);
     sh_free(cfg->node_name);
     sh_free(cfg->pop);

@@ -36,23 +36,7 @@
 #include "shield/log.h"
 #include "shield/module.h"
 #include "shield/worker.h"
-
-#define CONN_STATES(X)                                                                             \
-    X(IDLE, "idle")     /* keep-alive: waiting for the first byte of a request */                  \
-    X(HEAD, "head")     /* reading a request head */                                               \
-    X(PHASES, "phases") /* module phases running (possibly suspended) */                           \
-    X(BODY, "body")     /* reading a request body */                                               \
-    X(ORIGIN, "origin") /* waiting for the origin's response head */                               \
-    X(SEND, "send")     /* streaming the response body */                                          \
-    X(LINGER, "linger") /* response queued, closing: flush, half-close, discard input */           \
-    X(CLOSED, "closed")
-
-typedef enum {
-#define X(s, n) CONN_##s,
-    CONN_STATES(X)
-#undef X
-        CONN_NSTATES
-} conn_state;
+#include "conn_int.h"
 
 static const char *const state_names[] = {
 #define X(s, n) n,
@@ -67,76 +51,20 @@ static const unsigned transitions[CONN_NSTATES] = {
     [CONN_HEAD] = B(PHASES) | B(LINGER) | B(CLOSED),
     [CONN_PHASES] = B(BODY) | B(ORIGIN) | B(IDLE) | B(LINGER) | B(CLOSED),
     [CONN_BODY] = B(ORIGIN) | B(PHASES) | B(LINGER) | B(CLOSED),
-    [CONN_ORIGIN] = B(SEND) | B(PHASES) | B(IDLE) | B(LINGER) | B(CLOSED),
+    [CONN_ORIGIN] = B(ORIGIN) | B(SEND) | B(PHASES) | B(IDLE) | B(LINGER) | B(CLOSED),
     [CONN_SEND] = B(IDLE) | B(LINGER) | B(CLOSED),
     [CONN_LINGER] = B(CLOSED),
     [CONN_CLOSED] = 0,
 };
 #undef B
 
-/* Output buffer watermarks for backpressure towards the origin. */
-#define OUT_HIGH (256 * 1024)
-#define OUT_LOW  (64 * 1024)
-/* Unparsed pipelined input kept per connection. */
-#define IN_HIGH          (64 * 1024)
-#define LINGER_MS        2000
-#define LINGER_MAX_BYTES (1024 * 1024)
-
-struct hspan {
-    uint32_t noff, nlen, voff, vlen;
-};
-
-typedef struct sh_conn {
-    struct sh_conn *prev, *next;
-    sh_worker *w;
-    struct bufferevent *bev;
-    struct event *timer;
-    conn_state state;
-    llhttp_t parser;
-    struct sockaddr_storage peer;
-    char peer_ip[64];
-    unsigned nrequests;
-    size_t linger_bytes;
-
-    /* request head, copied out of the input buffer as llhttp reports it */
-    char *hbuf;
-    size_t hlen, hcap;
-    uint32_t url_off, url_len;
-    struct hspan *spans;
-    size_t nspans;
-    int last_cb; /* 0 none, 1 field, 2 value */
-    size_t header_bytes;
-    int err_status; /* set by a callback before it fails the parse */
-    const char *err_detail;
-    unsigned pause_at; /* PAUSE_* that made llhttp stop */
-    int head_done, msg_done, has_body, expect_continue;
-    struct evbuffer *body;
-
-    /* current request */
-    sh_req req;
-    sh_header *hdrs;
-    size_t phase, module;
-    origin_fetch *fetch;
-    int origin_paused;
-    int chunked_out, head_sent, keepalive, close_after, peer_eof;
-    int in_parse; /* conn_parse() is on the stack: nested steps let its loop go on */
-    int line_ok;  /* the request line of the current request passed check_request_line() */
-    /* obs-fold detection: where the current llhttp input starts, where the
-     * previous one ended, and where the last header-value span ended */
-    const char *exec_data, *exec_end, *prev_exec_end, *value_end;
-    char *gen_body; /* generated response body */
-    size_t gen_body_len;
-} sh_conn;
-
 enum { PAUSE_NONE, PAUSE_HEAD, PAUSE_MSG };
 
 static void conn_free(sh_conn *c);
 static void conn_parse(sh_conn *c);
 static void conn_run_phases(sh_conn *c);
-static void conn_finish(sh_conn *c);
-static void conn_abort(sh_conn *c, const char *why);
 
-static void conn_set_state(sh_conn *c, conn_state s)
+void conn_set_state(sh_conn *c, conn_state s)
 {
     if (!(transitions[c->state] & (1u << s))) {
         sh_log(SH_LOG_ERROR, "BUG: connection %s -> %s not allowed", state_names[c->state],
@@ -462,129 +390,6 @@ static void settings_init(void)
     done = 1;
 }
 
-/* ---- responses ---------------------------------------------------------- */
-
-static void add_core_headers(sh_conn *c, sh_resp *resp, const char *result)
-{
-    const sh_config *cfg = c->w->cfg;
-    char buf[320];
-    snprintf(buf, sizeof(buf), "%s from %s", result, cfg->node_name);
-    sh_hdrlist_set(&resp->headers, "X-Cache", buf);
-    snprintf(buf, sizeof(buf), "1.1 %s (shield)", cfg->node_name);
-    sh_hdrlist_set(&resp->headers, "Via", buf);
-    sh_hdrlist_set(&resp->headers, "X-Request-Id", c->req.request_id);
-}
-
-/* Serialize the status line and headers of req->resp into the output. */
-static void send_head(sh_conn *c, int no_body)
-{
-    sh_req *r = &c->req;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    char date[32];
-    sh_http_date(time(NULL), date);
-
-    if (c->w->draining || (c->w->cfg->limits.max_requests_per_connection &&
-                           c->nrequests + 1 >= c->w->cfg->limits.max_requests_per_connection))
-        c->close_after = 1;
-    if (!c->keepalive || c->peer_eof) c->close_after = 1;
-
-    int bodyless =
-        no_body || r->resp.status == 204 || r->resp.status == 304 || r->resp.status < 200;
-    c->chunked_out = 0;
-    if (!bodyless && r->resp.content_length < 0) {
-        if (r->http_minor >= 1)
-            c->chunked_out = 1;
-        else
-            c->close_after = 1; /* HTTP/1.0: the close delimits the body */
-    }
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", r->resp.status, sh_http_reason(r->resp.status));
-    evbuffer_add_printf(out, "Date: %s\r\nServer: shield\r\n", date);
-    for (size_t i = 0; i < r->resp.headers.n; i++) {
-        const sh_header *h = &r->resp.headers.v[i];
-        evbuffer_add(out, h->name, h->name_len);
-        evbuffer_add(out, ": ", 2);
-        evbuffer_add(out, h->value, h->value_len);
-        evbuffer_add(out, "\r\n", 2);
-    }
-    if (r->resp.content_length >= 0 && r->resp.status != 304 && r->resp.status != 204)
-        evbuffer_add_printf(out, "Content-Length: %lld\r\n", (long long)r->resp.content_length);
-    if (c->chunked_out) evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-    if (c->close_after)
-        evbuffer_add(out, "Connection: close\r\n", 19);
-    else if (r->http_minor == 0)
-        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
-    evbuffer_add(out, "\r\n", 2);
-    c->head_sent = 1;
-    int cls = r->resp.status / 100;
-    c->w->stats.responses_by_class[cls >= 1 && cls <= 5 ? cls : 0]++;
-}
-
-static void run_response_phase(sh_conn *c)
-{
-    size_t ph = SH_PHASE_RESPONSE, mod = 0;
-    /* Response filters cannot suspend or respond: the response is decided. */
-    while (sh_pipeline_run(&c->req, c->w->mod_states, &ph, &mod, SH_PHASE_RESPONSE + 1) !=
-           SH_CONTINUE)
-        mod++;
-}
-
-static const char *error_detail_for(int status)
-{
-    switch (status) {
-    case 405:
-        return "InvalidRequestMethod";
-    case 400:
-    case 413:
-    case 414:
-    case 417:
-    case 431:
-    case 505:
-        return "InvalidRequest";
-    default:
-        return NULL;
-    }
-}
-
-sh_rc sh_req_respond(sh_req *req, int status, const char *hname, const char *hvalue,
-                     const char *content_type, const char *body)
-{
-    sh_conn *c = req->conn;
-    sh_hdrlist_clear(&req->resp.headers);
-    req->resp.status = status;
-    if (hname && hvalue) sh_hdrlist_adds(&req->resp.headers, hname, hvalue);
-    sh_free(c->gen_body);
-    if (body) {
-        c->gen_body = sh_strdup(body);
-        sh_hdrlist_adds(&req->resp.headers, "Content-Type",
-                        content_type ? content_type : "text/plain");
-    } else {
-        char page[512];
-        snprintf(page, sizeof(page),
-                 "<html><head><title>%d %s</title></head><body><h1>%d %s</h1>"
-                 "<p>Request ID: %s</p><hr><p>shield</p></body></html>\n",
-                 status, sh_http_reason(status), status, sh_http_reason(status), req->request_id);
-        c->gen_body = sh_strdup(page);
-        sh_hdrlist_adds(&req->resp.headers, "Content-Type", "text/html");
-    }
-    c->gen_body_len = strlen(c->gen_body);
-    req->resp.content_length = (int64_t)c->gen_body_len;
-    if (!req->result_type) req->result_type = status >= 300 && status < 400 ? "Redirect" : "Error";
-    if (!req->detailed_result) req->detailed_result = error_detail_for(status);
-    return SH_RESPOND;
-}
-
-/* Queue a generated response (from a module or the core) and finish. */
-static void conn_send_generated(sh_conn *c)
-{
-    sh_req *r = &c->req;
-    add_core_headers(c, &r->resp, r->result_type ? r->result_type : "Error");
-    run_response_phase(c);
-    int head = r->method_bit == SH_M_HEAD;
-    send_head(c, head);
-    if (!head && c->gen_body_len) bufferevent_write(c->bev, c->gen_body, c->gen_body_len);
-    conn_finish(c);
-}
-
 static void new_request_id(sh_conn *c)
 {
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -628,132 +433,6 @@ static void conn_reject(sh_conn *c, int status, const char *detail)
     conn_send_generated(c);
 }
 
-/* ---- origin fetch ------------------------------------------------------- */
-
-static void origin_on_response(void *ud, int status, const sh_header *h, size_t n)
-{
-    sh_conn *c = ud;
-    sh_req *r = &c->req;
-    sh_hdrlist_clear(&r->resp.headers);
-    r->resp.status = status;
-    sh_forward_response_headers(r, h, n, &r->resp);
-    r->result_type = "Miss";
-    add_core_headers(c, &r->resp, "Miss");
-    run_response_phase(c);
-    send_head(c, r->method_bit == SH_M_HEAD);
-    conn_set_state(c, CONN_SEND);
-}
-
-static int origin_on_body(void *ud, const char *data, size_t len)
-{
-    sh_conn *c = ud;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (c->req.method_bit == SH_M_HEAD || len == 0) return ORIGIN_BODY_OK;
-    if (evbuffer_get_length(out) >= OUT_HIGH) {
-        c->origin_paused = 1;
-        return ORIGIN_BODY_PAUSE;
-    }
-    if (c->chunked_out) evbuffer_add_printf(out, "%zx\r\n", len);
-    evbuffer_add(out, data, len);
-    if (c->chunked_out) evbuffer_add(out, "\r\n", 2);
-    return ORIGIN_BODY_OK;
-}
-
-static void origin_on_done(void *ud, origin_result res, const char *detail)
-{
-    sh_conn *c = ud;
-    sh_req *r = &c->req;
-    c->fetch = NULL;
-    c->origin_paused = 0;
-    if (res == ORIGIN_OK) {
-        if (c->chunked_out && r->method_bit != SH_M_HEAD)
-            evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
-        conn_finish(c);
-        return;
-    }
-    c->w->stats.origin_errors++;
-    sh_log(SH_LOG_WARN, "origin %s for %.*s (request %s): %s", origin_result_name(res),
-           (int)r->path_len, r->path, r->request_id, detail ? detail : "");
-    if (c->head_sent) {
-        /* Bytes already reached the viewer: only an abort tells it the body
-         * is incomplete. A clean end would let a truncated book be kept. */
-        r->detailed_result = "OriginReadError";
-        conn_abort(c, "origin failed mid-body");
-        return;
-    }
-    int status = 502;
-    switch (res) {
-    case ORIGIN_ERR_TIMEOUT:
-        status = 504;
-        r->detailed_result = "OriginCommError";
-        break;
-    case ORIGIN_ERR_DNS:
-        r->detailed_result = "OriginDnsError";
-        break;
-    case ORIGIN_ERR_CONNECT:
-        r->detailed_result = "OriginConnectError";
-        break;
-    case ORIGIN_ERR_PROTOCOL:
-        r->detailed_result = "OriginInvalidResponseError";
-        break;
-    default:
-        r->detailed_result = "OriginError";
-        break;
-    }
-    conn_set_state(c, CONN_PHASES);
-    sh_req_respond(r, status, NULL, NULL, NULL, NULL);
-    conn_send_generated(c);
-}
-
-static const origin_callbacks origin_cbs = {origin_on_response, origin_on_body, origin_on_done};
-
-static void conn_start_origin(sh_conn *c)
-{
-    sh_req *r = &c->req;
-    const sh_behavior_conf *b = r->behavior;
-    const sh_origin_conf *o = b->origin;
-
-    /* path (possibly rewritten) + the query, if this behavior forwards it */
-    const char *path = r->origin_path ? r->origin_path : r->path;
-    size_t plen = r->origin_path ? strlen(r->origin_path) : r->path_len;
-    size_t qlen = (b->forward_query && r->query) ? r->query_len + 1 : 0;
-    char *pq = sh_malloc(plen + qlen + 1);
-    memcpy(pq, path, plen);
-    if (qlen) {
-        pq[plen] = '?';
-        memcpy(pq + plen + 1, r->query, r->query_len);
-    }
-    pq[plen + qlen] = '\0';
-
-    sh_hdrlist hl = {0};
-    sh_forward_request_headers(r, c->w->cfg->node_name, &hl);
-    char *body = NULL;
-    size_t body_len = c->body ? evbuffer_get_length(c->body) : 0;
-    if (body_len) body = (char *)evbuffer_pullup(c->body, -1);
-
-    origin_request oreq = {
-        .origin = o,
-        .creds = c->w->creds[o - c->w->cfg->origins],
-        .method = r->method,
-        .path_query = pq,
-        .path_query_len = plen + qlen,
-        .headers = hl.v,
-        .nheaders = hl.n,
-        .body = body,
-        .body_len = body_len,
-    };
-    conn_set_state(c, CONN_ORIGIN);
-    c->w->stats.origin_fetches++;
-    c->fetch = origin_fetch_start(c->w->origin, &oreq, &origin_cbs, c);
-    sh_hdrlist_clear(&hl);
-    sh_free(pq);
-    if (!c->fetch) {
-        conn_set_state(c, CONN_PHASES);
-        sh_req_respond(r, 502, NULL, NULL, NULL, NULL);
-        conn_send_generated(c);
-    }
-}
-
 /* ---- the request steps -------------------------------------------------- */
 
 /* The head passed llhttp and our checks: run the access phases. */
@@ -777,7 +456,7 @@ static void conn_after_phases(sh_conn *c)
         conn_parse(c);
         return;
     }
-    conn_start_origin(c);
+    conn_serve(c);
 }
 
 static void conn_run_phases(sh_conn *c)
@@ -823,9 +502,10 @@ const sh_header *sh_req_header(const sh_req *req, const char *name)
 }
 
 /* The response is fully queued: log, then keep the connection or close it. */
-static void conn_finish(sh_conn *c)
+void conn_finish(sh_conn *c)
 {
     sh_req *r = &c->req;
+    conn_serve_release(c);
     size_t ph = SH_PHASE_LOG, mod = 0;
     while (sh_pipeline_run(r, c->w->mod_states, &ph, &mod, SH_PHASE_LOG + 1) != SH_CONTINUE)
         mod++;
@@ -968,7 +648,7 @@ static void conn_parse(sh_conn *c)
             if (c->state == CONN_BODY) {
                 /* body complete */
                 evtimer_del(c->timer);
-                conn_start_origin(c);
+                conn_serve(c);
             } else {
                 evtimer_del(c->timer);
                 conn_head_ready(c);
@@ -1011,6 +691,10 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
             shutdown(bufferevent_getfd(bev), SHUT_WR);
             timer_arm(c, LINGER_MS);
         }
+        return;
+    }
+    if (c->obj) {
+        conn_serve_writable(c);
         return;
     }
     if (c->origin_paused && left < OUT_LOW && c->fetch) {
@@ -1114,7 +798,7 @@ void sh_conn_accept(sh_worker *w, int fd, const struct sockaddr *sa, int salen)
     w->stats.connections_accepted++;
 }
 
-static void conn_abort(sh_conn *c, const char *why)
+void conn_abort(sh_conn *c, const char *why)
 {
     sh_log(SH_LOG_DEBUG, "%s: abort: %s", c->peer_ip, why);
     /* RST rather than FIN: the viewer must see a failure, not an end. */
@@ -1130,6 +814,7 @@ static void conn_free(sh_conn *c)
         origin_fetch_cancel(c->fetch);
         c->fetch = NULL;
     }
+    conn_serve_release(c);
     c->state = CONN_CLOSED;
     if (c->prev)
         c->prev->next = c->next;

@@ -21,7 +21,9 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "shield/admin.h"
 #include "shield/alloc.h"
+#include "shield/cache.h"
 #include "shield/config.h"
 #include "shield/credentials.h"
 #include "shield/log.h"
@@ -135,6 +137,7 @@ int main(int argc, char **argv)
         }
     }
 
+    sh_cache *cache = cfg->cache.enabled ? sh_cache_new(cfg) : NULL;
     size_t started = 0;
     for (size_t i = 0; i < nw; i++) {
         for (size_t j = 0; j < cfg->nlisten; j++) {
@@ -146,7 +149,7 @@ int main(int argc, char **argv)
                 goto stop;
             }
         }
-        workers[i] = sh_worker_new((int)i, cfg, creds, fds, err, sizeof(err));
+        workers[i] = sh_worker_new((int)i, cfg, creds, cache, fds, err, sizeof(err));
         if (!workers[i]) {
             sh_log(SH_LOG_ERROR, "%s", err);
             goto stop;
@@ -156,6 +159,14 @@ int main(int argc, char **argv)
             goto stop;
         }
         started++;
+    }
+    sh_admin *admin = NULL;
+    if (*cfg->admin.address) {
+        admin = sh_admin_start(cfg, cache, workers, nw, err, sizeof(err));
+        if (!admin) {
+            sh_log(SH_LOG_ERROR, "%s", err);
+            goto stop;
+        }
     }
     sh_log(SH_LOG_INFO, "shield %s ready: %zu workers, %zu listeners, node %s", SHIELD_VERSION, nw,
            cfg->nlisten, cfg->node_name);
@@ -174,11 +185,19 @@ int main(int argc, char **argv)
             sh_log(SH_LOG_INFO, "SIGUSR1: the error log is not reopened by this build");
     }
     rc = 0;
+    sh_admin_stop(admin);
 stop:
     for (size_t i = 0; i < nw; i++)
         if (workers[i] && i < started) sh_worker_drain(workers[i]);
+    /* Three passes: no connection may be woken by a fill of a worker that is
+     * already gone, and no fill may wake a connection already freed. */
     for (size_t i = 0; i < nw; i++)
-        sh_worker_join_free(workers[i]);
+        sh_worker_join(workers[i]);
+    for (size_t i = 0; i < nw; i++)
+        sh_worker_close(workers[i]);
+    for (size_t i = 0; i < nw; i++)
+        sh_worker_free(workers[i]);
+    sh_cache_free(cache);
     if (rc == 0) sh_log(SH_LOG_INFO, "stopped");
 out:
     for (size_t i = 0; i < cfg->norigins; i++)

@@ -13,6 +13,7 @@
 #include <event2/listener.h>
 
 #include "shield/alloc.h"
+#include "shield/cache.h"
 #include "shield/log.h"
 #include "shield/module.h"
 
@@ -37,7 +38,71 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 
 static void stop_loop_if_drained(sh_worker *w)
 {
-    if (w->draining && w->nconns == 0) event_base_loopbreak(w->base);
+    /* Fills may feed viewers on other workers: they finish before we stop. */
+    if (w->draining && w->nconns == 0 && w->nfills == 0) event_base_loopbreak(w->base);
+}
+
+void sh_worker_fill_done(sh_worker *w)
+{
+    stop_loop_if_drained(w);
+}
+
+void sh_worker_wake(sh_worker *w, cache_waiter *wt, unsigned events)
+{
+    int poke = 0;
+    pthread_mutex_lock(&w->wake_lock);
+    wt->pending |= events;
+    if (!wt->queued) {
+        wt->queued = 1;
+        wt->wake_next = w->wake_head;
+        w->wake_head = wt;
+    }
+    if (!w->wake_signalled) {
+        w->wake_signalled = 1;
+        poke = 1;
+    }
+    pthread_mutex_unlock(&w->wake_lock);
+    if (poke) {
+        char c = 'w';
+        if (write(w->notify_fd[1], &c, 1) < 0 && errno != EAGAIN)
+            sh_log(SH_LOG_ERROR, "worker %d: wake: %s", w->id, strerror(errno));
+    }
+}
+
+void sh_worker_unwake(sh_worker *w, cache_waiter *wt)
+{
+    if (!w) return;
+    pthread_mutex_lock(&w->wake_lock);
+    if (wt->queued) {
+        for (cache_waiter **p = &w->wake_head; *p; p = &(*p)->wake_next) {
+            if (*p == wt) {
+                *p = wt->wake_next;
+                break;
+            }
+        }
+        wt->queued = 0;
+    }
+    wt->pending = 0;
+    pthread_mutex_unlock(&w->wake_lock);
+}
+
+/* Deliver queued wake-ups one at a time: a notify may detach (and free) any
+ * waiter, so the queue is re-read under the lock after each call. */
+static void run_wakeups(sh_worker *w)
+{
+    pthread_mutex_lock(&w->wake_lock);
+    w->wake_signalled = 0;
+    while (w->wake_head) {
+        cache_waiter *wt = w->wake_head;
+        w->wake_head = wt->wake_next;
+        wt->queued = 0;
+        unsigned ev = wt->pending;
+        wt->pending = 0;
+        pthread_mutex_unlock(&w->wake_lock);
+        if (ev) wt->notify(wt, ev);
+        pthread_mutex_lock(&w->wake_lock);
+    }
+    pthread_mutex_unlock(&w->wake_lock);
 }
 
 void sh_worker_conn_closed(sh_worker *w)
@@ -76,15 +141,21 @@ static void notify_cb(evutil_socket_t fd, short what, void *arg)
     sh_worker *w = arg;
     char cmd[16];
     ssize_t n = read(fd, cmd, sizeof(cmd));
-    for (ssize_t i = 0; i < n; i++)
-        if (cmd[i] == 'd') start_drain(w);
+    for (ssize_t i = 0; i < n; i++) {
+        if (cmd[i] == 'd')
+            start_drain(w);
+        else if (cmd[i] == 'w')
+            run_wakeups(w);
+    }
 }
 
 sh_worker *sh_worker_new(int id, const sh_config *cfg, struct sh_creds *const *creds,
-                         const int *listen_fds, char *err, size_t errlen)
+                         struct sh_cache *cache, const int *listen_fds, char *err, size_t errlen)
 {
     sh_worker *w = sh_calloc(1, sizeof(*w));
     w->id = id;
+    w->cache = cache;
+    pthread_mutex_init(&w->wake_lock, NULL);
     w->cfg = cfg;
     w->creds = creds;
     w->notify_fd[0] = w->notify_fd[1] = -1;
@@ -139,7 +210,8 @@ sh_worker *sh_worker_new(int id, const sh_config *cfg, struct sh_creds *const *c
     }
     return w;
 fail:
-    sh_worker_join_free(w);
+    sh_worker_close(w);
+    sh_worker_free(w);
     return NULL;
 }
 
@@ -167,11 +239,23 @@ void sh_worker_drain(sh_worker *w)
         sh_log(SH_LOG_ERROR, "worker %d: notify: %s", w->id, strerror(errno));
 }
 
-void sh_worker_join_free(sh_worker *w)
+void sh_worker_join(sh_worker *w)
+{
+    if (w && w->thread) {
+        pthread_join(w->thread, NULL);
+        w->thread = 0;
+    }
+}
+
+void sh_worker_close(sh_worker *w)
+{
+    if (w && w->base) sh_conn_close_all(w);
+}
+
+void sh_worker_free(sh_worker *w)
 {
     if (!w) return;
-    if (w->thread) pthread_join(w->thread, NULL);
-    if (w->base) sh_conn_close_all(w);
+    cache_fills_shutdown(w);
     for (size_t i = 0; i < w->nlisteners; i++)
         if (w->listeners[i]) evconnlistener_free(w->listeners[i]);
     sh_free(w->listeners);
@@ -187,5 +271,6 @@ void sh_worker_join_free(sh_worker *w)
     if (w->notify_fd[0] >= 0) close(w->notify_fd[0]);
     if (w->notify_fd[1] >= 0) close(w->notify_fd[1]);
     if (w->base) event_base_free(w->base);
+    pthread_mutex_destroy(&w->wake_lock);
     sh_free(w);
 }

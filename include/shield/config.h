@@ -116,6 +116,20 @@ typedef struct sh_timeouts_conf {
     uint64_t drain_ms;     /* SIGTERM: in-flight requests may finish within this, default 30 s */
 } sh_timeouts_conf;
 
+/* The cache engine. */
+typedef struct sh_cache_conf {
+    int enabled;            /* default true; false = every request goes to the origin */
+    size_t memory_size;     /* memory tier budget, default "256M" */
+    size_t max_object_size; /* larger responses stream through uncached, default "64M" */
+} sh_cache_conf;
+
+/* The admin listener (proxy/admin.c). */
+typedef struct sh_admin_conf {
+    char *address;                /* "" (default) = no admin listener; e.g. "127.0.0.1:9090" */
+    struct sockaddr_storage addr; /* resolved when address is set */
+    socklen_t addrlen;
+} sh_admin_conf;
+
 typedef struct sh_config {
     char *file; /* path it was loaded from */
     /* node */
@@ -135,6 +149,8 @@ typedef struct sh_config {
     char *default_root_object;             /* "" = none; applies to "/" only */
     sh_limits_conf limits;
     sh_timeouts_conf timeouts;
+    sh_cache_conf cache;
+    sh_admin_conf admin;
 } sh_config;
 
 /*

@@ -20,6 +20,9 @@ struct event;
 struct evconnlistener;
 struct sh_conn;
 struct sh_creds;
+struct sh_cache;
+struct cache_fill;
+struct cache_waiter;
 
 /* Per-worker counters; read by other threads only as relaxed snapshots. */
 typedef struct sh_worker_stats {
@@ -50,6 +53,14 @@ typedef struct sh_worker {
     struct sh_conn *conns; /* doubly linked list of open connections */
     size_t nconns;
     int draining;
+    struct sh_cache *cache;   /* shared engine, NULL when caching is off */
+    struct cache_fill *fills; /* fills this worker runs (their origin fetches) */
+    size_t nfills;
+    /* Cross-thread wake-ups of cache waiters living on this worker: fills on
+     * any worker push waiters here and poke the notify pipe once. */
+    pthread_mutex_t wake_lock;
+    struct cache_waiter *wake_head;
+    int wake_signalled;
     uint64_t rng[2]; /* xorshift128+ state for request ids */
     sh_worker_stats stats;
 } sh_worker;
@@ -60,14 +71,26 @@ typedef struct sh_worker {
  * a message in err.
  */
 sh_worker *sh_worker_new(int id, const sh_config *cfg, struct sh_creds *const *creds,
-                         const int *listen_fds, char *err, size_t errlen);
+                         struct sh_cache *cache, const int *listen_fds, char *err, size_t errlen);
 /* Start the thread (runs the event loop until the worker has drained). 0 or -1. */
 int sh_worker_start(sh_worker *w);
 /* Ask the worker to drain: stop accepting, finish in-flight requests within
  * timeouts.drain, then exit its loop. Async-signal-unsafe; call from main. */
 void sh_worker_drain(sh_worker *w);
-/* Join the thread and free everything (closes any remaining connection). */
-void sh_worker_join_free(sh_worker *w);
+/* Wait for the thread to end. */
+void sh_worker_join(sh_worker *w);
+/* Close every remaining connection (after every worker has been joined, so
+ * no fill on another worker can wake them any more). */
+void sh_worker_close(sh_worker *w);
+/* Cancel fills and free everything (after sh_worker_close on every worker). */
+void sh_worker_free(sh_worker *w);
+
+/* Deliver cache events to a waiter on w (any thread). */
+void sh_worker_wake(sh_worker *w, struct cache_waiter *wt, unsigned events);
+/* Forget a waiter's pending wake-up (its own worker thread). */
+void sh_worker_unwake(sh_worker *w, struct cache_waiter *wt);
+/* A fill of w ended: a draining worker may now be able to stop. */
+void sh_worker_fill_done(sh_worker *w);
 
 /* Connection entry points (proxy/conn.c). */
 void sh_conn_accept(sh_worker *w, int fd, const struct sockaddr *sa, int salen);

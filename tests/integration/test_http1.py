@@ -36,6 +36,9 @@ def sh(module_shield, module_origin, o2):
          behavior('*', 'o')],
         default_root_object='index.html',
         limits={'max_body_size': '1K'},
+        # front-end and forwarding semantics: every request must reach the origin
+        # (the cache has its own tests in test_cache.py)
+        cache={'enabled': False},
         timeouts={'header': f'{HEADER_TIMEOUT}s', 'keepalive': f'{KEEPALIVE_TIMEOUT}s',
                   'send': '2s', 'drain': '5s'})
 

@@ -191,7 +191,9 @@ def sh(module_shield, module_origin):
     o = http_origin('o', module_origin)
     return module_shield([o], [behavior('/rw/*', 'o', allowed_methods=ALL_METHODS),
                                behavior('*', 'o')],
-                         limits={'max_body_size': '1K'})
+                         limits={'max_body_size': '1K'},
+                         # parsing is judged by what reaches the origin: no cache hits
+                         cache={'enabled': False})
 
 
 def _describe(resps):

@@ -105,6 +105,7 @@ def test_origin_body_failure_aborts_viewer(shield, origin, reply):
         assert_aborted(c, MIB)
     res = curl('-o', '/dev/null', f'http://127.0.0.1:{sh.port}/bad', timeout=30)
     assert res.returncode in (18, 56, 92), f'curl exit {res.returncode}: {res.stderr!r}'
+    assert origin.count('/bad') == 2, 'a failed fill was cached'
     assert get(sh.port, '/ok').status == 200  # Shield is fine afterwards
 
 

@@ -410,8 +410,8 @@ static void test_err_syntax(void **state)
 
 static void test_err_unknown_keys(void **state)
 {
-    expect_errors(MINIMAL "node = {\n  workerz = 2;\n};\ncache = {};\n",
-                  "t.conf:7: unknown top-level key \"cache\"\n"
+    expect_errors(MINIMAL "node = {\n  workerz = 2;\n};\nkache = {};\n",
+                  "t.conf:7: unknown top-level key \"kache\"\n"
                   "t.conf:5: unknown key \"workerz\" in node\n");
     expect_errors(LISTEN "origins = ( { name = \"books\"; type = \"s3\"; endpoint = \"" AWS "\";\n"
                          "  bucket = \"b\"; bukcet = \"c\"; } );\n"
@@ -425,6 +425,29 @@ static void test_err_unknown_keys(void **state)
                   "t.conf:4: unknown key \"ttl\" in behavior \"*\"\n"
                   "t.conf:5: unknown key \"frame\" in behavior \"*\" response_headers\n"
                   "t.conf:5: unknown key \"v\" in behavior \"*\": response_headers.custom[0]\n");
+}
+
+static void test_cache_and_admin(void **state)
+{
+    sh_config *cfg = load_ok(MINIMAL);
+    assert_true(cfg->cache.enabled);
+    assert_int_equal(cfg->cache.memory_size, 256u << 20);
+    assert_int_equal(cfg->cache.max_object_size, 64u << 20);
+    assert_string_equal(cfg->admin.address, "");
+    sh_config_free(cfg);
+    cfg = load_ok(MINIMAL "cache = { enabled = false; memory_size = \"1G\"; max_object_size = "
+                          "\"8M\"; };\nadmin = { address = \"127.0.0.1:9090\"; };\n");
+    assert_false(cfg->cache.enabled);
+    assert_int_equal(cfg->cache.memory_size, 1u << 30);
+    assert_int_equal(cfg->cache.max_object_size, 8u << 20);
+    assert_string_equal(cfg->admin.address, "127.0.0.1:9090");
+    sh_config_free(cfg);
+    expect_errors(MINIMAL "cache = { memory_size = \"1X\"; size = 1; };\n"
+                          "admin = { address = \"localhost:9090\"; };\n",
+                  "t.conf:4: unknown key \"size\" in cache\n"
+                  "t.conf:4: cache.memory_size \"1X\": not a size (use e.g. 512M, 1G)\n"
+                  "t.conf:5: admin.address \"localhost:9090\": expected host:port with a numeric "
+                  "address\n");
 }
 
 static void test_err_types(void **state)
@@ -816,6 +839,7 @@ int main(void)
         cmocka_unit_test(test_err_cannot_open),
         cmocka_unit_test(test_err_syntax),
         cmocka_unit_test(test_err_unknown_keys),
+        cmocka_unit_test(test_cache_and_admin),
         cmocka_unit_test(test_err_types),
         cmocka_unit_test(test_err_values),
         cmocka_unit_test(test_err_listen),

@@ -1,0 +1,464 @@
+/*
+ * The cache index: 256 shards, each a mutex and a chained hash table of
+ * refcounted objects, plus the memory-tier eviction policy and the
+ * invalidation rules.
+ *
+ * A lookup takes one shard lock for a few pointer reads; the hit path does
+ * not allocate and does not touch any global lock (the eviction policy's hit
+ * hook is lock-free).
+ */
+#include "shield/cache.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "shield/alloc.h"
+#include "shield/log.h"
+#include "shield/worker.h"
+
+#define NSHARDS 256
+
+typedef struct shard {
+    pthread_mutex_t lock;
+    cache_obj **buckets;
+    size_t nbuckets, count;
+} shard;
+
+typedef struct inval_rule {
+    char *path;
+    size_t len;
+    int prefix; /* trailing '*' */
+    int64_t time;
+    uint64_t gen; /* objects created before the rule (gen below this) are invalid */
+} inval_rule;
+
+struct sh_cache {
+    const sh_config *cfg;
+    shard shards[NSHARDS];
+    evict_policy *mem;
+    cache_stats stats;
+    pthread_mutex_t rules_lock;
+    inval_rule *rules;
+    _Atomic size_t nrules;
+    size_t rules_cap;
+    _Atomic uint64_t gen;
+};
+
+/* ---- chunks and objects ------------------------------------------------- */
+
+void cache_chunk_ref(cache_chunk *ch)
+{
+    atomic_fetch_add_explicit(&ch->refs, 1, memory_order_relaxed);
+}
+
+void cache_chunk_unref(cache_chunk *ch)
+{
+    if (ch && atomic_fetch_sub_explicit(&ch->refs, 1, memory_order_acq_rel) == 1) sh_free(ch);
+}
+
+void cache_obj_ref(cache_obj *o)
+{
+    atomic_fetch_add_explicit(&o->refs, 1, memory_order_relaxed);
+}
+
+void cache_obj_unref(cache_obj *o)
+{
+    if (!o || atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) != 1) return;
+    for (size_t i = 0; i < o->nchunks; i++)
+        cache_chunk_unref(o->chunks[i]);
+    sh_free(o->chunks);
+    sh_hdrlist_clear(&o->headers);
+    sh_free(o->etag);
+    sh_free(o->key);
+    pthread_mutex_destroy(&o->lock);
+    sh_free(o);
+}
+
+static uint64_t key_hash(const char *k, size_t n)
+{
+    /* FNV-1a then a splitmix finaliser: cheap, and the finaliser spreads the
+     * low bits used for shard and bucket selection. */
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)k[i];
+        h *= 0x100000001b3ULL;
+    }
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    return h;
+}
+
+static cache_obj *obj_new(sh_cache *c, const char *key, size_t keylen, uint64_t hash)
+{
+    cache_obj *o = sh_calloc(1, sizeof(*o));
+    atomic_init(&o->refs, 1);
+    o->gen = atomic_fetch_add(&c->gen, 1) + 1;
+    o->hash = hash;
+    o->key = sh_malloc(keylen);
+    memcpy(o->key, key, keylen);
+    o->keylen = keylen;
+    o->cache = c;
+    o->size = -1;
+    o->last_modified = -1;
+    atomic_init(&o->avail, 0);
+    atomic_init(&o->state, CACHE_OBJ_FILLING);
+    evict_node_init(&o->evict, hash, 0);
+    pthread_mutex_init(&o->lock, NULL);
+    return o;
+}
+
+/* ---- index -------------------------------------------------------------- */
+
+static shard *shard_of(sh_cache *c, uint64_t h)
+{
+    return &c->shards[h & (NSHARDS - 1)];
+}
+
+static size_t bucket_of(const shard *s, uint64_t h)
+{
+    return (size_t)(h >> 8) & (s->nbuckets - 1);
+}
+
+static void shard_grow(shard *s)
+{
+    size_t nb = s->nbuckets ? s->nbuckets * 2 : 64;
+    cache_obj **b = sh_calloc(nb, sizeof(*b));
+    for (size_t i = 0; i < s->nbuckets; i++) {
+        for (cache_obj *o = s->buckets[i], *next; o; o = next) {
+            next = o->hnext;
+            size_t j = (size_t)(o->hash >> 8) & (nb - 1);
+            o->hnext = b[j];
+            b[j] = o;
+        }
+    }
+    sh_free(s->buckets);
+    s->buckets = b;
+    s->nbuckets = nb;
+}
+
+static void shard_insert(shard *s, cache_obj *o)
+{
+    if (s->count + 1 > s->nbuckets) shard_grow(s);
+    size_t i = bucket_of(s, o->hash);
+    o->hnext = s->buckets[i];
+    s->buckets[i] = o;
+    s->count++;
+    o->in_index = 1;
+    cache_obj_ref(o); /* the index's reference */
+}
+
+/* Unlink o if it is still the indexed object; returns 1 if it was (the caller
+ * then owns the index's reference). */
+static int shard_unlink(shard *s, cache_obj *o)
+{
+    if (!o->in_index) return 0;
+    for (cache_obj **p = &s->buckets[bucket_of(s, o->hash)]; *p; p = &(*p)->hnext) {
+        if (*p == o) {
+            *p = o->hnext;
+            o->hnext = NULL;
+            o->in_index = 0;
+            s->count--;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static cache_obj *shard_find(shard *s, uint64_t h, const char *key, size_t keylen)
+{
+    if (!s->nbuckets) return NULL;
+    for (cache_obj *o = s->buckets[bucket_of(s, h)]; o; o = o->hnext)
+        if (o->hash == h && o->keylen == keylen && memcmp(o->key, key, keylen) == 0) return o;
+    return NULL;
+}
+
+void cache_index_remove(cache_obj *o)
+{
+    sh_cache *c = o->cache;
+    shard *s = shard_of(c, o->hash);
+    pthread_mutex_lock(&s->lock);
+    int was = shard_unlink(s, o);
+    pthread_mutex_unlock(&s->lock);
+    if (o->evict.size && evict_remove(c->mem, &o->evict)) {
+        atomic_fetch_sub(&c->stats.objects, 1);
+        atomic_fetch_sub(&c->stats.bytes, o->evict.size);
+    }
+    if (was) cache_obj_unref(o);
+}
+
+int cache_mem_admit(cache_obj *o)
+{
+    sh_cache *c = o->cache;
+    evict_node *victims[64];
+    bool admitted = false;
+    size_t n;
+    /* Charge the headers and key too, so many small objects respect the budget. */
+    evict_node_init(&o->evict, o->hash, (uint64_t)(o->size > 0 ? o->size : 0) + o->keylen + 512);
+again:
+    n = evict_insert(c->mem, &o->evict, victims, 64, &admitted);
+    if (admitted) {
+        atomic_fetch_add(&c->stats.objects, 1);
+        atomic_fetch_add(&c->stats.bytes, o->evict.size);
+    }
+    for (size_t i = 0; i < n; i++) {
+        cache_obj *v = (cache_obj *)((char *)victims[i] - offsetof(cache_obj, evict));
+        atomic_fetch_sub(&c->stats.objects, 1);
+        atomic_fetch_sub(&c->stats.bytes, v->evict.size);
+        atomic_fetch_add(&c->stats.evictions, 1);
+        shard *s = shard_of(c, v->hash);
+        pthread_mutex_lock(&s->lock);
+        int was = shard_unlink(s, v);
+        pthread_mutex_unlock(&s->lock);
+        if (was) cache_obj_unref(v);
+    }
+    /* A big book may need more victims than one call returns: go on. */
+    if (!admitted && n == 64) goto again;
+    if (!admitted) o->evict.size = 0;
+    return admitted ? 0 : -1;
+}
+
+/* ---- invalidation ------------------------------------------------------- */
+
+/* The key starts with the path and a NUL (sh_cache_key), so a rule matches
+ * key bytes directly. */
+static int invalidated(sh_cache *c, const cache_obj *o)
+{
+    size_t n = atomic_load_explicit(&c->nrules, memory_order_acquire);
+    if (n == 0) return 0;
+    size_t plen = strnlen(o->key, o->keylen);
+    int hit = 0;
+    pthread_mutex_lock(&c->rules_lock);
+    for (size_t i = 0; i < c->nrules && !hit; i++) {
+        const inval_rule *r = &c->rules[i];
+        if (o->gen >= r->gen) continue;
+        if (r->prefix ? (plen >= r->len && memcmp(o->key, r->path, r->len) == 0)
+                      : (plen == r->len && memcmp(o->key, r->path, r->len) == 0))
+            hit = 1;
+    }
+    pthread_mutex_unlock(&c->rules_lock);
+    return hit;
+}
+
+int sh_cache_invalidate(sh_cache *c, const char *path, int64_t now)
+{
+    size_t len = strlen(path);
+    if (len == 0 || len > 4000 || path[0] != '/') return -1;
+    const char *star = strchr(path, '*');
+    if (star && star != path + len - 1) return -1; /* CloudFront: '*' only as the last character */
+    pthread_mutex_lock(&c->rules_lock);
+    if (c->nrules == c->rules_cap) {
+        c->rules_cap = c->rules_cap ? c->rules_cap * 2 : 16;
+        c->rules = sh_realloc(c->rules, c->rules_cap * sizeof(*c->rules));
+    }
+    inval_rule *r = &c->rules[c->nrules];
+    r->prefix = star != NULL;
+    r->len = star ? len - 1 : len;
+    r->path = sh_strndup(path, r->len);
+    r->time = now;
+    r->gen = atomic_fetch_add(&c->gen, 1) + 1;
+    atomic_store_explicit(&c->nrules, c->nrules + 1, memory_order_release);
+    pthread_mutex_unlock(&c->rules_lock);
+    atomic_fetch_add(&c->stats.invalidations, 1);
+    return 0;
+}
+
+/* ---- keys and lookups --------------------------------------------------- */
+
+char *sh_cache_key(const char *host, size_t hlen, const char *path, size_t plen, const char *query,
+                   size_t qlen, const sh_behavior_conf *b, const sh_header *h, size_t n,
+                   size_t *keylen)
+{
+    /* path NUL host NUL [?query] NUL {name: value NUL}... — NUL cannot occur
+     * in any part (the parser rejects it), so the encoding is unambiguous. */
+    size_t cap = plen + hlen + qlen + 8;
+    for (size_t i = 0; b && i < b->nforward_headers; i++) {
+        const sh_header *f = sh_hdr_find(h, n, b->forward_headers[i]);
+        cap += strlen(b->forward_headers[i]) + (f ? f->value_len : 0) + 4;
+    }
+    const sh_header *cookie = (b && b->forward_cookies) ? sh_hdr_find(h, n, "Cookie") : NULL;
+    if (cookie) cap += cookie->value_len + 4;
+    char *k = sh_malloc(cap);
+    size_t o = 0;
+    memcpy(k + o, path, plen);
+    o += plen;
+    k[o++] = '\0';
+    for (size_t i = 0; i < hlen; i++)
+        k[o++] = (char)((host[i] >= 'A' && host[i] <= 'Z') ? host[i] + 32 : host[i]);
+    k[o++] = '\0';
+    if (query && b && b->forward_query) {
+        k[o++] = '?';
+        memcpy(k + o, query, qlen);
+        o += qlen;
+    }
+    k[o++] = '\0';
+    for (size_t i = 0; b && i < b->nforward_headers; i++) {
+        const sh_header *f = sh_hdr_find(h, n, b->forward_headers[i]);
+        size_t nl = strlen(b->forward_headers[i]);
+        memcpy(k + o, b->forward_headers[i], nl);
+        o += nl;
+        k[o++] = f ? ':' : '!';
+        if (f) {
+            memcpy(k + o, f->value, f->value_len);
+            o += f->value_len;
+        }
+        k[o++] = '\0';
+    }
+    if (cookie) {
+        k[o++] = 'C';
+        memcpy(k + o, cookie->value, cookie->value_len);
+        o += cookie->value_len;
+        k[o++] = '\0';
+    }
+    *keylen = o;
+    return k;
+}
+
+/* May this complete object answer a request at `now`? */
+static int usable(sh_cache *c, cache_obj *o, int64_t now)
+{
+    if (atomic_load(&o->state) != CACHE_OBJ_COMPLETE) return 1; /* a fill in progress is joined */
+    if (invalidated(c, o)) return 0;
+    return cache_freshness_at(&o->fresh, now) == CACHE_FRESH;
+}
+
+cache_lookup_rc sh_cache_lookup(sh_cache *c, const char *key, size_t keylen, int64_t now,
+                                int create, cache_obj **out)
+{
+    uint64_t h = key_hash(key, keylen);
+    shard *s = shard_of(c, h);
+    cache_obj *stale = NULL;
+    pthread_mutex_lock(&s->lock);
+    cache_obj *o = shard_find(s, h, key, keylen);
+    if (o && usable(c, o, now)) {
+        cache_obj_ref(o);
+        pthread_mutex_unlock(&s->lock);
+        *out = o;
+        if (atomic_load(&o->state) == CACHE_OBJ_COMPLETE) {
+            evict_hit(c->mem, &o->evict);
+            atomic_fetch_add(&c->stats.hits, 1);
+            return CACHE_HIT;
+        }
+        atomic_fetch_add(&c->stats.collapsed, 1);
+        return CACHE_JOINED;
+    }
+    if (!create) {
+        pthread_mutex_unlock(&s->lock);
+        *out = NULL;
+        return CACHE_MISS;
+    }
+    if (o && shard_unlink(s, o))
+        stale = o; /* expired or invalidated: replaced below, freed when unreferenced */
+    cache_obj *n = obj_new(c, key, keylen, h);
+    shard_insert(s, n);
+    pthread_mutex_unlock(&s->lock);
+    if (stale) {
+        if (stale->evict.size && evict_remove(c->mem, &stale->evict)) {
+            atomic_fetch_sub(&c->stats.objects, 1);
+            atomic_fetch_sub(&c->stats.bytes, stale->evict.size);
+        }
+        cache_obj_unref(stale);
+    }
+    atomic_fetch_add(&c->stats.misses, 1);
+    *out = n; /* the creator's reference */
+    return CACHE_MISS;
+}
+
+/* ---- waiters ------------------------------------------------------------ */
+
+unsigned cache_waiter_attach(cache_obj *o, cache_waiter *wt)
+{
+    unsigned ready = 0;
+    pthread_mutex_lock(&o->lock);
+    int st = atomic_load(&o->state);
+    if (o->head_ready) ready |= CACHE_EV_HEAD;
+    if (atomic_load(&o->avail) > 0) ready |= CACHE_EV_DATA;
+    if (st == CACHE_OBJ_COMPLETE)
+        ready |= CACHE_EV_DONE;
+    else if (st == CACHE_OBJ_FAILED)
+        ready |= o->pass ? CACHE_EV_RESTART : CACHE_EV_FAIL;
+    if (st == CACHE_OBJ_FILLING) {
+        wt->obj = o;
+        wt->prev = NULL;
+        wt->next = o->waiters;
+        if (o->waiters) o->waiters->prev = wt;
+        o->waiters = wt;
+        wt->registered = 1;
+    }
+    pthread_mutex_unlock(&o->lock);
+    return ready;
+}
+
+void cache_waiter_detach(cache_waiter *wt)
+{
+    cache_obj *o = wt->obj;
+    if (o && wt->registered) {
+        pthread_mutex_lock(&o->lock);
+        if (wt->registered) {
+            if (wt->prev)
+                wt->prev->next = wt->next;
+            else
+                o->waiters = wt->next;
+            if (wt->next) wt->next->prev = wt->prev;
+            wt->registered = 0;
+        }
+        if (o->owner == wt) o->owner = NULL;
+        pthread_mutex_unlock(&o->lock);
+    }
+    wt->obj = NULL;
+    sh_worker_unwake(wt->worker, wt);
+}
+
+void cache_wake(cache_waiter *wt, unsigned events)
+{
+    sh_worker_wake(wt->worker, wt, events);
+}
+
+/* ---- engine ------------------------------------------------------------- */
+
+sh_cache *sh_cache_new(const sh_config *cfg)
+{
+    sh_cache *c = sh_calloc(1, sizeof(*c));
+    c->cfg = cfg;
+    for (size_t i = 0; i < NSHARDS; i++)
+        pthread_mutex_init(&c->shards[i].lock, NULL);
+    pthread_mutex_init(&c->rules_lock, NULL);
+    c->mem = evict_new(EVICT_S3FIFO, cfg->cache.memory_size);
+    return c;
+}
+
+const sh_config *cache_config(const sh_cache *c)
+{
+    return c->cfg;
+}
+
+cache_stats *sh_cache_stats(sh_cache *c)
+{
+    return &c->stats;
+}
+
+void sh_cache_free(sh_cache *c)
+{
+    if (!c) return;
+    for (size_t i = 0; i < NSHARDS; i++) {
+        shard *s = &c->shards[i];
+        for (size_t b = 0; b < s->nbuckets; b++) {
+            for (cache_obj *o = s->buckets[b], *next; o; o = next) {
+                next = o->hnext;
+                o->in_index = 0;
+                if (o->evict.size) evict_remove(c->mem, &o->evict);
+                cache_obj_unref(o);
+            }
+        }
+        sh_free(s->buckets);
+        pthread_mutex_destroy(&s->lock);
+    }
+    for (size_t i = 0; i < c->nrules; i++)
+        sh_free(c->rules[i].path);
+    sh_free(c->rules);
+    pthread_mutex_destroy(&c->rules_lock);
+    evict_free(c->mem);
+    sh_free(c);
+}

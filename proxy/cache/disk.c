@@ -1,0 +1,1207 @@
+/*
+ * Disk tier storage: file per object, temp file + fsync + rename commits,
+ * header/trailer validation, start-up scan and the invalidation rule log.
+ * The format and the crash-safety argument are in include/shield/cache_disk.h.
+ */
+#include "shield/cache_disk.h"
+#include "shield/alloc.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <zlib.h>
+
+#define HDR_SIZE       72
+#define HDR_CRC_OFF    68
+#define TRL_FIXED      16
+#define OBJ_MAGIC      "SHLDOBJ1"
+#define END_MAGIC      "SHLDEND1"
+#define HEAD_READ      4096
+#define NAME_HEX       32
+#define MIN_CHUNK      4096u
+#define MAX_CHUNK      (64u << 20)
+#define VERSION_PREFIX "shield-disk-cache "
+#define RULES_LOG      "invalidations.log"
+#define REL_MAX        96
+
+struct disk_store {
+    int root;    /* the cache directory; every path below is relative to it */
+    int lock_fd; /* holds the flock for the store's lifetime */
+    int sync;    /* fsync on commit (disk_set_fsync) */
+    uint64_t max_bytes;
+    /* Guards used/count, every rename or unlink of a final name (so accounting
+     * matches the directory) and appends to the rule log. */
+    pthread_mutex_t mu;
+    uint64_t used, count;
+    uint64_t tmp_seq; /* atomic: temp file suffix */
+};
+
+struct disk_writer {
+    disk_store *s;
+    int fd;
+    int err;      /* first append error (errno), sticky */
+    int unlinked; /* temp name already gone (error path or renamed) */
+    char dir[8], tmp[REL_MAX], obj[REL_MAX];
+    uint32_t key_len, meta_len, km_crc; /* CRC-32 of key then meta */
+    uint64_t body;
+    uint32_t crc, fill; /* CRC and length of the current chunk */
+    uint32_t *crcs;
+    size_t ncrcs, cap;
+    EVP_MD_CTX *md5;
+    int64_t stored_at;
+};
+
+/* What load_head() learns from a file without reading its body. */
+typedef struct {
+    uint32_t key_len, meta_len, chunk_size, hdr_crc;
+    uint64_t body_size, nchunks, file_size;
+    int64_t stored_at;
+    unsigned char md5[16];
+    unsigned char *km; /* key then meta */
+    uint32_t *crcs;    /* chunk CRC table, only when asked for */
+} obj_head;
+
+struct disk_entry {
+    disk_store *s;
+    int fd;
+    dev_t dev;
+    ino_t ino;
+    char obj[REL_MAX];
+    obj_head h;
+    disk_info info;
+    uint64_t body_off;
+    unsigned char *scratch; /* one chunk, for reads that cover a chunk partly */
+};
+
+const char *disk_rc_name(int rc)
+{
+    switch (rc) {
+    case DISK_OK:
+        return "ok";
+    case DISK_ERR_IO:
+        return "io";
+    case DISK_ERR_NOTFOUND:
+        return "notfound";
+    case DISK_ERR_CORRUPT:
+        return "corrupt";
+    case DISK_ERR_LENGTH:
+        return "length";
+    case DISK_ERR_MD5:
+        return "md5";
+    case DISK_ERR_FULL:
+        return "full";
+    case DISK_ERR_INVALID:
+        return "invalid";
+    }
+    return "unknown";
+}
+
+/* ---- small helpers -------------------------------------------------------------------------- */
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static uint64_t footprint(uint64_t size)
+{
+    return (size + DISK_BLOCK - 1) / DISK_BLOCK * DISK_BLOCK;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t r = write(fd, c, n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        if (r == 0) {
+            errno = EIO;
+            return -1;
+        }
+        c += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static int pwrite_all(int fd, const void *p, size_t n, uint64_t off)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t r = pwrite(fd, c, n, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        if (r == 0) {
+            errno = EIO;
+            return -1;
+        }
+        c += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return 0;
+}
+
+/* Reads until n bytes or end of file; returns the count or -1. */
+static ssize_t pread_all(int fd, void *p, size_t n, uint64_t off)
+{
+    char *c = p;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, c + got, n - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+static int fsync_dir(int root, const char *rel)
+{
+    int fd = openat(root, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int r = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return r;
+}
+
+/* First 128 bits of SHA-256(key) in hex: uniform (even for crafted keys, so
+ * the fan-out stays balanced) and collision-free in practice. */
+static void key_hex(const void *key, size_t keylen, char hex[NAME_HEX + 1])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    static const char digits[] = "0123456789abcdef";
+
+    if (!EVP_Digest(key, keylen, md, &mdlen, EVP_sha256(), NULL)) abort();
+    for (int i = 0; i < NAME_HEX / 2; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
+    }
+    hex[NAME_HEX] = '\0';
+}
+
+static void key_paths(const void *key, size_t keylen, char *dir, char *obj, char *hex)
+{
+    key_hex(key, keylen, hex);
+    snprintf(dir, 8, "%.1s/%.2s", hex, hex + 1);
+    snprintf(obj, REL_MAX, "%s/%s.obj", dir, hex);
+}
+
+static int is_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
+    return 1;
+}
+
+/* A fan-out directory name of n hex digits. */
+static int is_hexn(const char *name, size_t n)
+{
+    return strlen(name) == n && is_hex(name, n);
+}
+
+/* Remove rel only if it is still the inode we examined: a commit may have
+ * renamed a new object over it since, and that one must survive. */
+static void remove_if_same(disk_store *s, const char *rel, dev_t dev, ino_t ino)
+{
+    struct stat st;
+    pthread_mutex_lock(&s->mu);
+    if (fstatat(s->root, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == dev &&
+        st.st_ino == ino && unlinkat(s->root, rel, 0) == 0) {
+        uint64_t fp = footprint((uint64_t)st.st_size);
+        s->used = s->used > fp ? s->used - fp : 0;
+        if (s->count) s->count--;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- validation ----------------------------------------------------------------------------- */
+
+static void head_free(obj_head *h)
+{
+    sh_free(h->km);
+    sh_free(h->crcs);
+    h->km = NULL;
+    h->crcs = NULL;
+}
+
+/*
+ * Validate a file from its header, key, metadata and trailer, never its body.
+ * DISK_OK (h filled), DISK_ERR_CORRUPT or DISK_ERR_IO.
+ */
+static int load_head(int fd, uint64_t fsize, obj_head *h, int want_crcs)
+{
+    unsigned char b[HEAD_READ], *t = NULL;
+    size_t first = fsize < HEAD_READ ? (size_t)fsize : HEAD_READ;
+    int rc = DISK_ERR_CORRUPT;
+
+    memset(h, 0, sizeof *h);
+    h->file_size = fsize;
+    if (fsize < HDR_SIZE + TRL_FIXED) return DISK_ERR_CORRUPT;
+    ssize_t r = pread_all(fd, b, first, 0);
+    if (r < 0) return DISK_ERR_IO;
+    if ((size_t)r != first || memcmp(b, OBJ_MAGIC, 8) != 0 || get32(b + 8) != DISK_FORMAT_VERSION ||
+        get32(b + 12) != 0 || get32(b + 36) != 0 || get32(b + 64) != 0)
+        return DISK_ERR_CORRUPT;
+    h->key_len = get32(b + 16);
+    h->meta_len = get32(b + 20);
+    h->body_size = get64(b + 24);
+    h->chunk_size = get32(b + 32);
+    h->stored_at = (int64_t)get64(b + 40);
+    memcpy(h->md5, b + 48, 16);
+    h->hdr_crc = get32(b + HDR_CRC_OFF);
+    if (h->key_len == 0 || h->key_len > DISK_MAX_KEY || h->meta_len > DISK_MAX_META ||
+        h->chunk_size < MIN_CHUNK || h->chunk_size > MAX_CHUNK || h->body_size > fsize)
+        return DISK_ERR_CORRUPT;
+    h->nchunks = (h->body_size + h->chunk_size - 1) / h->chunk_size;
+    size_t km = (size_t)h->key_len + h->meta_len;
+    uint64_t tlen = 4 * h->nchunks + TRL_FIXED;
+    if (h->nchunks > UINT32_MAX || HDR_SIZE + km + h->body_size + tlen != fsize)
+        return DISK_ERR_CORRUPT;
+
+    h->km = sh_malloc(km);
+    size_t have = first > HDR_SIZE ? first - HDR_SIZE : 0;
+    if (have > km) have = km;
+    memcpy(h->km, b + HDR_SIZE, have);
+    if (have < km) {
+        r = pread_all(fd, h->km + have, km - have, HDR_SIZE + have);
+        if (r < 0) goto io;
+        if ((size_t)r != km - have) goto out;
+    }
+    uint32_t crc = (uint32_t)crc32_z(0, h->km, km);
+    crc = (uint32_t)crc32_z(crc, b, HDR_CRC_OFF);
+    if (crc != h->hdr_crc) goto out;
+
+    uint64_t toff = fsize - tlen;
+    if (toff + tlen <= first) {
+        t = sh_malloc(tlen);
+        memcpy(t, b + toff, tlen);
+    } else {
+        t = sh_malloc(tlen);
+        r = pread_all(fd, t, tlen, toff);
+        if (r < 0) goto io;
+        if ((uint64_t)r != tlen) goto out;
+    }
+    size_t tab = 4 * h->nchunks;
+    if (memcmp(t + tab + 8, END_MAGIC, 8) != 0 || get32(t + tab) != h->nchunks ||
+        get32(t + tab + 4) != (uint32_t)crc32_z(h->hdr_crc, t, tab + 4))
+        goto out;
+    if (want_crcs) {
+        h->crcs = sh_malloc(tab ? tab : 1);
+        for (uint64_t i = 0; i < h->nchunks; i++)
+            h->crcs[i] = get32(t + 4 * i);
+    }
+    sh_free(t);
+    return DISK_OK;
+io:
+    rc = DISK_ERR_IO;
+out:
+    sh_free(t);
+    head_free(h);
+    return rc;
+}
+
+/* ---- store ---------------------------------------------------------------------------------- */
+
+static int mkdir_p(const char *path)
+{
+    char *p = sh_strdup(path);
+    for (char *c = p + 1; *c; c++) {
+        if (*c != '/') continue;
+        *c = '\0';
+        if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+            sh_free(p);
+            return -1;
+        }
+        *c = '/';
+    }
+    int r = mkdir(p, 0755) < 0 && errno != EEXIST ? -1 : 0;
+    sh_free(p);
+    return r;
+}
+
+/* True when the directory holds nothing but what disk_open itself creates. */
+static int dir_is_fresh(int root)
+{
+    int fd = openat(root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *e;
+    int fresh = 1;
+    if (!d) {
+        if (fd >= 0) close(fd);
+        return 0;
+    }
+    while (fresh && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "LOCK") &&
+            strcmp(e->d_name, "VERSION.tmp"))
+            fresh = 0;
+    }
+    closedir(d);
+    return fresh;
+}
+
+static int write_version(int root)
+{
+    char line[64];
+    int n = snprintf(line, sizeof line, VERSION_PREFIX "%d\n", DISK_FORMAT_VERSION);
+    int fd = openat(root, "VERSION.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    if (write_all(fd, line, (size_t)n) < 0 || fsync(fd) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    if (close(fd) < 0 || renameat(root, "VERSION.tmp", root, "VERSION") < 0) return -1;
+    return fsync_dir(root, ".");
+}
+
+/* Accept our VERSION file (rewriting it for another format version: the scan
+ * then drops the old objects by their header version), or a fresh directory. */
+static int check_version(int root, const char *dir, char *err, size_t errlen)
+{
+    char buf[64];
+    int fd = openat(root, "VERSION", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = pread_all(fd, buf, sizeof buf - 1, 0);
+        close(fd);
+        buf[n > 0 ? n : 0] = '\0';
+        if (strncmp(buf, VERSION_PREFIX, strlen(VERSION_PREFIX)) != 0) {
+            snprintf(err, errlen, "%s/VERSION is not a Shield disk cache version file", dir);
+            return -1;
+        }
+        if (atoi(buf + strlen(VERSION_PREFIX)) == DISK_FORMAT_VERSION) return 0;
+    } else if (errno != ENOENT) {
+        snprintf(err, errlen, "%s/VERSION: %s", dir, strerror(errno));
+        return -1;
+    } else if (!dir_is_fresh(root)) {
+        snprintf(err, errlen,
+                 "%s is not empty and has no VERSION file: refusing to use it as a cache "
+                 "directory (its files would be deleted)",
+                 dir);
+        return -1;
+    }
+    if (write_version(root) < 0) {
+        snprintf(err, errlen, "%s/VERSION: %s", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+disk_store *disk_open(const char *dir, uint64_t max_bytes, char *err, size_t errlen)
+{
+    int root = -1, lock = -1;
+
+    if (!dir || !*dir) {
+        snprintf(err, errlen, "cache directory not set");
+        return NULL;
+    }
+    if (mkdir_p(dir) < 0 || (root = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        return NULL;
+    }
+    lock = openat(root, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock < 0) {
+        snprintf(err, errlen, "%s/LOCK: %s", dir, strerror(errno));
+        goto fail;
+    }
+    if (flock(lock, LOCK_EX | LOCK_NB) < 0) {
+        if (errno == EWOULDBLOCK)
+            snprintf(err, errlen, "%s is in use by another cache store (LOCK held)", dir);
+        else
+            snprintf(err, errlen, "%s/LOCK: %s", dir, strerror(errno));
+        goto fail;
+    }
+    if (check_version(root, dir, err, errlen) < 0) goto fail;
+
+    disk_store *s = sh_calloc(1, sizeof *s);
+    s->root = root;
+    s->lock_fd = lock;
+    s->sync = 1;
+    s->max_bytes = max_bytes;
+    pthread_mutex_init(&s->mu, NULL);
+    return s;
+fail:
+    if (lock >= 0) close(lock);
+    close(root);
+    return NULL;
+}
+
+void disk_close(disk_store *s)
+{
+    if (!s) return;
+    close(s->root);
+    close(s->lock_fd);
+    pthread_mutex_destroy(&s->mu);
+    sh_free(s);
+}
+
+uint64_t disk_used(disk_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t v = s->used;
+    pthread_mutex_unlock(&s->mu);
+    return v;
+}
+
+uint64_t disk_entry_count(disk_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t v = s->count;
+    pthread_mutex_unlock(&s->mu);
+    return v;
+}
+
+uint64_t disk_max_bytes(const disk_store *s)
+{
+    return s->max_bytes;
+}
+
+void disk_set_fsync(disk_store *s, int on)
+{
+    s->sync = on;
+}
+
+/* ---- scan ----------------------------------------------------------------------------------- */
+
+/* Directory, regular file or something else, without a stat when d_type says. */
+static int entry_kind(int dfd, const struct dirent *e)
+{
+    struct stat st;
+    if (e->d_type == DT_DIR) return 'd';
+    if (e->d_type == DT_REG) return 'f';
+    if (e->d_type != DT_UNKNOWN) return 'o';
+    if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) return 'o';
+    return S_ISDIR(st.st_mode) ? 'd' : S_ISREG(st.st_mode) ? 'f' : 'o';
+}
+
+static void drop(int dfd, const char *name, uint64_t *counter, disk_scan_stats *st)
+{
+    if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
+        (*counter)++;
+    else
+        st->errors++;
+}
+
+/* Validate one "<32 hex>.obj" file found in a/bc/ and report it. */
+static void scan_object(int dfd, const char *name, disk_scan_cb cb, void *ud, disk_scan_stats *st)
+{
+    struct stat sb;
+    obj_head h;
+    char hex[NAME_HEX + 1];
+    int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+    if (fd < 0 || fstat(fd, &sb) < 0) {
+        if (fd >= 0) close(fd);
+        st->errors++;
+        return;
+    }
+    int rc = load_head(fd, (uint64_t)sb.st_size, &h, 0);
+    close(fd);
+    if (rc == DISK_OK) {
+        key_hex(h.km, h.key_len, hex);
+        if (memcmp(hex, name, NAME_HEX) != 0) {
+            head_free(&h);
+            rc = DISK_ERR_CORRUPT;
+        }
+    }
+    if (rc != DISK_OK) { /* unreadable (EIO) is as unservable as corrupt */
+        drop(dfd, name, &st->dropped_corrupt, st);
+        return;
+    }
+    disk_info info = {.body_size = h.body_size,
+                      .stored_at_ms = h.stored_at,
+                      .chunk_size = h.chunk_size,
+                      .meta = h.km + h.key_len,
+                      .meta_len = h.meta_len,
+                      .footprint = footprint(h.file_size)};
+    memcpy(info.md5, h.md5, 16);
+    if (cb) cb(ud, h.km, h.key_len, &info);
+    st->kept++;
+    st->kept_bytes += info.footprint;
+    head_free(&h);
+}
+
+/* Scan a/bc/: l1 is a/, prefix "abc" is what every object name there starts with. */
+static void scan_leaf(int l1, const char *name, const char *prefix, disk_scan_cb cb, void *ud,
+                      disk_scan_stats *st)
+{
+    int dfd = openat(l1, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    struct dirent *e;
+
+    if (!d) {
+        if (dfd >= 0) close(dfd);
+        st->errors++;
+        return;
+    }
+    while ((e = readdir(d))) {
+        const char *n = e->d_name;
+        if (!strcmp(n, ".") || !strcmp(n, "..")) continue;
+        int kind = entry_kind(dfd, e);
+        if (kind == 'd') {
+            st->errors++; /* not ours, and not a file: leave it */
+        } else if (strstr(n, ".tmp.")) {
+            drop(dfd, n, &st->dropped_temp, st);
+        } else if (kind == 'f' && strlen(n) == NAME_HEX + 4 && is_hex(n, NAME_HEX) &&
+                   !strcmp(n + NAME_HEX, ".obj") && !memcmp(n, prefix, 3)) {
+            scan_object(dfd, n, cb, ud, st);
+        } else {
+            drop(dfd, n, &st->dropped_stray, st);
+        }
+    }
+    closedir(d);
+}
+
+int disk_scan(disk_store *s, disk_scan_cb cb, void *ud, disk_scan_stats *stats)
+{
+    disk_scan_stats st = {0};
+    int tfd = openat(s->root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *top = tfd >= 0 ? fdopendir(tfd) : NULL;
+    struct dirent *e, *e1;
+
+    if (!top) {
+        if (tfd >= 0) close(tfd);
+        return DISK_ERR_IO;
+    }
+    while ((e = readdir(top))) {
+        if (!is_hexn(e->d_name, 1) || entry_kind(tfd, e) != 'd') continue;
+        int l1 = openat(s->root, e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        DIR *d1 = l1 >= 0 ? fdopendir(l1) : NULL;
+        if (!d1) {
+            if (l1 >= 0) close(l1);
+            st.errors++;
+            continue;
+        }
+        while ((e1 = readdir(d1))) {
+            const char *n = e1->d_name;
+            if (!strcmp(n, ".") || !strcmp(n, "..")) continue;
+            int kind = entry_kind(l1, e1);
+            if (kind == 'd' && is_hexn(n, 2)) {
+                char prefix[4] = {e->d_name[0], n[0], n[1], 0};
+                scan_leaf(l1, n, prefix, cb, ud, &st);
+            } else if (kind == 'd') {
+                st.errors++;
+            } else {
+                drop(l1, n, strstr(n, ".tmp.") ? &st.dropped_temp : &st.dropped_stray, &st);
+            }
+        }
+        closedir(d1);
+    }
+    closedir(top);
+    pthread_mutex_lock(&s->mu);
+    s->used = st.kept_bytes;
+    s->count = st.kept;
+    pthread_mutex_unlock(&s->mu);
+    if (stats) *stats = st;
+    return DISK_OK;
+}
+
+/* ---- writer --------------------------------------------------------------------------------- */
+
+disk_writer *disk_writer_begin(disk_store *s, const void *key, size_t keylen, const void *meta,
+                               size_t metalen)
+{
+    char hex[NAME_HEX + 1];
+    int made = 0, e;
+
+    if (!s || !key || keylen == 0 || keylen > DISK_MAX_KEY || metalen > DISK_MAX_META ||
+        (!meta && metalen)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    disk_writer *w = sh_calloc(1, sizeof *w);
+    w->s = s;
+    w->fd = -1;
+    key_paths(key, keylen, w->dir, w->obj, hex);
+    for (int attempt = 0; attempt < 16; attempt++) {
+        uint64_t seq = __atomic_fetch_add(&s->tmp_seq, 1, __ATOMIC_RELAXED);
+        snprintf(w->tmp, sizeof w->tmp, "%s/%s.tmp.%ld.%" PRIu64, w->dir, hex, (long)getpid(), seq);
+        w->fd = openat(s->root, w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (w->fd >= 0) break;
+        if (errno == ENOENT && !made) { /* fan-out directory not created yet */
+            char l1[2] = {hex[0], 0};
+            made = 1;
+            if ((mkdirat(s->root, l1, 0755) < 0 && errno != EEXIST) ||
+                (mkdirat(s->root, w->dir, 0755) < 0 && errno != EEXIST))
+                break;
+        } else if (errno != EEXIST) {
+            break;
+        }
+    }
+    if (w->fd < 0) goto fail;
+
+    unsigned char zero[HDR_SIZE] = {0};
+    if (write_all(w->fd, zero, HDR_SIZE) < 0 || write_all(w->fd, key, keylen) < 0 ||
+        (metalen && write_all(w->fd, meta, metalen) < 0))
+        goto fail;
+    w->key_len = (uint32_t)keylen;
+    w->meta_len = (uint32_t)metalen;
+    w->km_crc = (uint32_t)crc32_z(crc32_z(0, key, keylen), meta, metalen);
+    w->md5 = EVP_MD_CTX_new();
+    if (!w->md5 || !EVP_DigestInit_ex(w->md5, EVP_md5(), NULL)) abort();
+    w->stored_at = now_ms();
+    return w;
+fail:
+    e = errno;
+    if (w->fd >= 0) {
+        unlinkat(s->root, w->tmp, 0);
+        close(w->fd);
+    }
+    sh_free(w);
+    errno = e;
+    return NULL;
+}
+
+static void writer_fail(disk_writer *w, int e)
+{
+    w->err = e ? e : EIO;
+    if (!w->unlinked) unlinkat(w->s->root, w->tmp, 0);
+    w->unlinked = 1;
+}
+
+static void push_crc(disk_writer *w)
+{
+    if (w->ncrcs == w->cap) {
+        w->cap = w->cap ? w->cap * 2 : 16;
+        w->crcs = sh_realloc(w->crcs, w->cap * sizeof *w->crcs);
+    }
+    w->crcs[w->ncrcs++] = w->crc;
+    w->crc = 0;
+    w->fill = 0;
+}
+
+int disk_writer_append(disk_writer *w, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+
+    if (w->err) {
+        errno = w->err;
+        return -1;
+    }
+    if (write_all(w->fd, data, len) < 0) {
+        writer_fail(w, errno);
+        errno = w->err;
+        return -1;
+    }
+    EVP_DigestUpdate(w->md5, data, len);
+    w->body += len;
+    while (len) {
+        size_t n = DISK_CHUNK_SIZE - w->fill;
+        if (n > len) n = len;
+        w->crc = (uint32_t)crc32_z(w->crc, p, n);
+        w->fill += (uint32_t)n;
+        p += n;
+        len -= n;
+        if (w->fill == DISK_CHUNK_SIZE) push_crc(w);
+    }
+    return 0;
+}
+
+static void writer_free(disk_writer *w)
+{
+    int e = errno;
+    if (w->fd >= 0) close(w->fd);
+    if (!w->unlinked) unlinkat(w->s->root, w->tmp, 0);
+    EVP_MD_CTX_free(w->md5);
+    sh_free(w->crcs);
+    sh_free(w);
+    errno = e;
+}
+
+void disk_writer_abort(disk_writer *w)
+{
+    if (w) writer_free(w);
+}
+
+/* The cap rule of disk_writer_commit; s->mu held. */
+static int over_cap(const disk_store *s, uint64_t fp)
+{
+    return fp > s->max_bytes || s->used > s->max_bytes;
+}
+
+int disk_writer_commit(disk_writer *w, int64_t expected_size, const unsigned char *expected_md5)
+{
+    disk_store *s = w->s;
+    unsigned char md5[16], hdr[HDR_SIZE] = {0}, *trl = NULL;
+    struct stat nst, old;
+    int rc = DISK_ERR_IO, full;
+
+    if (w->err) {
+        errno = w->err;
+        goto out;
+    }
+    if (w->fill) push_crc(w);
+    if (!EVP_DigestFinal_ex(w->md5, md5, NULL)) abort();
+    if (expected_size >= 0 && (uint64_t)expected_size != w->body) {
+        rc = DISK_ERR_LENGTH;
+        goto out;
+    }
+    if (expected_md5 && memcmp(expected_md5, md5, 16) != 0) {
+        rc = DISK_ERR_MD5;
+        goto out;
+    }
+    size_t tab = 4 * w->ncrcs;
+    uint64_t fp = footprint(HDR_SIZE + w->key_len + w->meta_len + w->body + tab + TRL_FIXED);
+    pthread_mutex_lock(&s->mu);
+    full = over_cap(s, fp); /* early, before paying for the fsync */
+    pthread_mutex_unlock(&s->mu);
+    if (full) {
+        rc = DISK_ERR_FULL;
+        goto out;
+    }
+
+    memcpy(hdr, OBJ_MAGIC, 8);
+    put32(hdr + 8, DISK_FORMAT_VERSION);
+    put32(hdr + 16, w->key_len);
+    put32(hdr + 20, w->meta_len);
+    put64(hdr + 24, w->body);
+    put32(hdr + 32, DISK_CHUNK_SIZE);
+    put64(hdr + 40, (uint64_t)w->stored_at);
+    memcpy(hdr + 48, md5, 16);
+    uint32_t hcrc = (uint32_t)crc32_z(w->km_crc, hdr, HDR_CRC_OFF);
+    put32(hdr + HDR_CRC_OFF, hcrc);
+    trl = sh_malloc(tab + TRL_FIXED);
+    for (size_t i = 0; i < w->ncrcs; i++)
+        put32(trl + 4 * i, w->crcs[i]);
+    put32(trl + tab, (uint32_t)w->ncrcs);
+    put32(trl + tab + 4, (uint32_t)crc32_z(hcrc, trl, tab + 4));
+    memcpy(trl + tab + 8, END_MAGIC, 8);
+
+    /* Trailer, then header: until the header is written the file has no magic. */
+    if (write_all(w->fd, trl, tab + TRL_FIXED) < 0 || pwrite_all(w->fd, hdr, HDR_SIZE, 0) < 0 ||
+        (s->sync && fsync(w->fd) < 0) || fstat(w->fd, &nst) < 0)
+        goto out;
+    int fd = w->fd;
+    w->fd = -1;
+    if (close(fd) < 0) goto out;
+
+    pthread_mutex_lock(&s->mu);
+    if (over_cap(s, fp)) {
+        pthread_mutex_unlock(&s->mu);
+        rc = DISK_ERR_FULL;
+        goto out;
+    }
+    int had_old = fstatat(s->root, w->obj, &old, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(old.st_mode);
+    if (renameat(s->root, w->tmp, s->root, w->obj) < 0) {
+        pthread_mutex_unlock(&s->mu);
+        goto out;
+    }
+    w->unlinked = 1;
+    s->used += fp;
+    if (had_old) {
+        uint64_t ofp = footprint((uint64_t)old.st_size);
+        s->used = s->used > ofp ? s->used - ofp : 0;
+    } else {
+        s->count++;
+    }
+    pthread_mutex_unlock(&s->mu);
+
+    /* Without this the rename may not survive a power loss; if it fails, take
+     * the object back rather than report failure and leave it counted. */
+    if (s->sync && fsync_dir(s->root, w->dir) < 0) {
+        int e = errno;
+        remove_if_same(s, w->obj, nst.st_dev, nst.st_ino);
+        errno = e;
+        goto out;
+    }
+    rc = DISK_OK;
+out:
+    sh_free(trl);
+    writer_free(w);
+    return rc;
+}
+
+/* ---- reader --------------------------------------------------------------------------------- */
+
+int disk_open_entry(disk_store *s, const void *key, size_t keylen, disk_entry **out)
+{
+    char dir[8], hex[NAME_HEX + 1];
+    struct stat st;
+
+    *out = NULL;
+    if (!key || keylen == 0 || keylen > DISK_MAX_KEY) return DISK_ERR_INVALID;
+    disk_entry *e = sh_calloc(1, sizeof *e);
+    e->s = s;
+    key_paths(key, keylen, dir, e->obj, hex);
+    e->fd = openat(s->root, e->obj, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (e->fd < 0) {
+        int rc = errno == ENOENT ? DISK_ERR_NOTFOUND : DISK_ERR_IO;
+        sh_free(e);
+        return rc;
+    }
+    if (fstat(e->fd, &st) < 0) {
+        disk_entry_close(e);
+        return DISK_ERR_IO;
+    }
+    e->dev = st.st_dev;
+    e->ino = st.st_ino;
+    int rc = load_head(e->fd, (uint64_t)st.st_size, &e->h, 1);
+    if (rc == DISK_ERR_CORRUPT) remove_if_same(s, e->obj, e->dev, e->ino);
+    if (rc == DISK_OK && (e->h.key_len != keylen || memcmp(e->h.km, key, keylen) != 0))
+        rc = DISK_ERR_NOTFOUND;
+    if (rc != DISK_OK) {
+        disk_entry_close(e);
+        return rc;
+    }
+    e->body_off = HDR_SIZE + (uint64_t)e->h.key_len + e->h.meta_len;
+    e->info = (disk_info){.body_size = e->h.body_size,
+                          .stored_at_ms = e->h.stored_at,
+                          .chunk_size = e->h.chunk_size,
+                          .meta = e->h.km + e->h.key_len,
+                          .meta_len = e->h.meta_len,
+                          .footprint = footprint(e->h.file_size)};
+    memcpy(e->info.md5, e->h.md5, 16);
+    *out = e;
+    return DISK_OK;
+}
+
+const disk_info *disk_entry_info(const disk_entry *e)
+{
+    return &e->info;
+}
+
+int disk_entry_fd(const disk_entry *e, uint64_t *body_off)
+{
+    if (body_off) *body_off = e->body_off;
+    return e->fd;
+}
+
+void disk_entry_close(disk_entry *e)
+{
+    if (!e) return;
+    if (e->fd >= 0) close(e->fd);
+    head_free(&e->h);
+    sh_free(e->scratch);
+    sh_free(e);
+}
+
+static void entry_corrupt(disk_entry *e)
+{
+    remove_if_same(e->s, e->obj, e->dev, e->ino);
+    errno = EBADMSG;
+}
+
+/* Read chunk c whole into dst and check its CRC. 0, or -1 with errno. */
+static int read_chunk(disk_entry *e, uint64_t c, unsigned char *dst, size_t clen)
+{
+    ssize_t r = pread_all(e->fd, dst, clen, e->body_off + c * e->h.chunk_size);
+    if (r < 0) return -1;
+    if ((size_t)r != clen || (uint32_t)crc32_z(0, dst, clen) != e->h.crcs[c]) {
+        entry_corrupt(e);
+        return -1;
+    }
+    return 0;
+}
+
+static size_t chunk_len(const disk_entry *e, uint64_t c)
+{
+    uint64_t start = c * e->h.chunk_size, left = e->h.body_size - start;
+    return left < e->h.chunk_size ? (size_t)left : e->h.chunk_size;
+}
+
+static unsigned char *scratch(disk_entry *e)
+{
+    if (!e->scratch)
+        e->scratch =
+            sh_malloc(e->h.body_size < e->h.chunk_size ? e->h.body_size + 1 : e->h.chunk_size);
+    return e->scratch;
+}
+
+ssize_t disk_read_body(disk_entry *e, uint64_t off, void *buf, size_t len)
+{
+    unsigned char *out = buf;
+    size_t done = 0;
+
+    if (off >= e->h.body_size) return 0;
+    if (len > e->h.body_size - off) len = (size_t)(e->h.body_size - off);
+    if (len > SSIZE_MAX) len = SSIZE_MAX;
+    while (done < len) {
+        uint64_t pos = off + done, c = pos / e->h.chunk_size;
+        uint64_t in = pos - c * e->h.chunk_size;
+        size_t clen = chunk_len(e, c), want = len - done;
+        if (in == 0 && want >= clen) { /* whole chunk: straight into the caller's buffer */
+            if (read_chunk(e, c, out + done, clen) < 0) return -1;
+            done += clen;
+            continue;
+        }
+        if (want > clen - in) want = clen - (size_t)in;
+        if (read_chunk(e, c, scratch(e), clen) < 0) return -1;
+        memcpy(out + done, e->scratch + in, want);
+        done += want;
+    }
+    return (ssize_t)done;
+}
+
+int disk_entry_verify(disk_entry *e)
+{
+    unsigned char md5[16];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int rc = DISK_OK;
+
+    if (!ctx || !EVP_DigestInit_ex(ctx, EVP_md5(), NULL)) abort();
+    for (uint64_t c = 0; c < e->h.nchunks && rc == DISK_OK; c++) {
+        size_t clen = chunk_len(e, c);
+        if (read_chunk(e, c, scratch(e), clen) < 0)
+            rc = errno == EBADMSG ? DISK_ERR_CORRUPT : DISK_ERR_IO;
+        else
+            EVP_DigestUpdate(ctx, e->scratch, clen);
+    }
+    if (rc == DISK_OK) {
+        if (!EVP_DigestFinal_ex(ctx, md5, NULL)) abort();
+        if (memcmp(md5, e->h.md5, 16) != 0) {
+            entry_corrupt(e);
+            rc = DISK_ERR_CORRUPT;
+        }
+    }
+    EVP_MD_CTX_free(ctx);
+    return rc;
+}
+
+/* ---- removal and rewrite -------------------------------------------------------------------- */
+
+int disk_remove(disk_store *s, const void *key, size_t keylen)
+{
+    char dir[8], obj[REL_MAX], hex[NAME_HEX + 1];
+    struct stat st;
+    int rc = DISK_OK;
+
+    if (!key || keylen == 0 || keylen > DISK_MAX_KEY) return DISK_ERR_INVALID;
+    key_paths(key, keylen, dir, obj, hex);
+    pthread_mutex_lock(&s->mu);
+    if (fstatat(s->root, obj, &st, AT_SYMLINK_NOFOLLOW) < 0 || unlinkat(s->root, obj, 0) < 0) {
+        rc = errno == ENOENT ? DISK_ERR_NOTFOUND : DISK_ERR_IO;
+    } else {
+        uint64_t fp = footprint((uint64_t)st.st_size);
+        s->used = s->used > fp ? s->used - fp : 0;
+        if (s->count) s->count--;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int disk_rewrite_meta(disk_store *s, const void *key, size_t keylen, const void *meta,
+                      size_t metalen)
+{
+    disk_entry *e;
+    int rc = disk_open_entry(s, key, keylen, &e);
+    if (rc != DISK_OK) return rc;
+    disk_writer *w = disk_writer_begin(s, key, keylen, meta, metalen);
+    if (!w) {
+        rc = errno == EINVAL ? DISK_ERR_INVALID : DISK_ERR_IO;
+        disk_entry_close(e);
+        return rc;
+    }
+    unsigned char *buf = sh_malloc(e->h.chunk_size);
+    for (uint64_t off = 0; off < e->h.body_size;) {
+        ssize_t n = disk_read_body(e, off, buf, e->h.chunk_size);
+        if (n <= 0 || disk_writer_append(w, buf, (size_t)n) < 0) {
+            rc = n <= 0 && errno == EBADMSG ? DISK_ERR_CORRUPT : DISK_ERR_IO;
+            break;
+        }
+        off += (uint64_t)n;
+    }
+    sh_free(buf);
+    if (rc == DISK_OK)
+        rc = disk_writer_commit(w, (int64_t)e->h.body_size, e->h.md5);
+    else
+        disk_writer_abort(w);
+    disk_entry_close(e);
+    return rc;
+}
+
+/* ---- invalidation rules --------------------------------------------------------------------- */
+
+/* "<crc> <time> <escaped pattern>\n" in a fresh buffer. */
+static char *rule_line(const char *pattern, int64_t t, size_t *len)
+{
+    size_t plen = strlen(pattern);
+    char *buf = sh_malloc(plen * 3 + 40), *body = buf + 9, *o;
+
+    o = body + sprintf(body, "%" PRId64 " ", t);
+    for (const unsigned char *p = (const unsigned char *)pattern; *p; p++) {
+        if (*p <= 0x20 || *p >= 0x7f || *p == '%')
+            o += sprintf(o, "%%%02X", *p);
+        else
+            *o++ = (char)*p;
+    }
+    char crc[9];
+    snprintf(crc, sizeof crc, "%08x",
+             (unsigned)crc32_z(0, (unsigned char *)body, (size_t)(o - body)));
+    memcpy(buf, crc, 8);
+    buf[8] = ' ';
+    *o++ = '\n';
+    *len = (size_t)(o - buf);
+    return buf;
+}
+
+int disk_rules_append(disk_store *s, const char *pattern, int64_t time)
+{
+    size_t len;
+    struct stat st;
+    char last = '\n';
+    int rc = DISK_ERR_IO;
+
+    if (!pattern || strlen(pattern) > DISK_MAX_PATTERN) return DISK_ERR_INVALID;
+    char *line = rule_line(pattern, time, &len);
+    pthread_mutex_lock(&s->mu);
+    int fd = openat(s->root, RULES_LOG, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || fstat(fd, &st) < 0) goto out;
+    if (st.st_size > 0 && pread_all(fd, &last, 1, (uint64_t)st.st_size - 1) != 1) goto out;
+    /* After a torn line, start a new one: one write, so the line is whole or torn. */
+    char *w = line;
+    if (last != '\n') {
+        w = sh_malloc(len + 1);
+        w[0] = '\n';
+        memcpy(w + 1, line, len++);
+    }
+    int bad = write_all(fd, w, len) < 0 || fsync(fd) < 0 ||
+              (st.st_size == 0 && fsync_dir(s->root, ".") < 0);
+    if (w != line) sh_free(w);
+    if (!bad) rc = DISK_OK;
+out:
+    if (fd >= 0) close(fd);
+    pthread_mutex_unlock(&s->mu);
+    sh_free(line);
+    return rc;
+}
+
+static int unhex(int c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Parse and check one line (without its '\n'); decodes the pattern into pat. */
+static int rule_parse(const char *l, size_t n, char *pat, int64_t *t)
+{
+    char crc[9], *end;
+    if (n < 11 || l[8] != ' ' || !is_hex(l, 8)) return -1;
+    memcpy(crc, l, 8);
+    crc[8] = '\0';
+    if (strtoul(crc, NULL, 16) != crc32_z(0, (const unsigned char *)l + 9, n - 9)) return -1;
+    errno = 0;
+    *t = strtoll(l + 9, &end, 10);
+    if (errno || end == l + 9 || *end != ' ') return -1;
+    const char *p = end + 1, *e = l + n;
+    while (p < e) {
+        if (*p == '%') {
+            if (e - p < 3 || unhex(p[1]) < 0 || unhex(p[2]) < 0) return -1;
+            *pat = (char)(unhex(p[1]) << 4 | unhex(p[2]));
+            if (!*pat++) return -1;
+            p += 3;
+        } else {
+            *pat++ = *p++;
+        }
+    }
+    *pat = '\0';
+    return 0;
+}
+
+int disk_rules_load(disk_store *s, disk_rule_cb cb, void *ud, size_t *bad_lines)
+{
+    struct stat st;
+    size_t bad = 0;
+
+    if (bad_lines) *bad_lines = 0;
+    int fd = openat(s->root, RULES_LOG, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? DISK_OK : DISK_ERR_IO;
+    if (fstat(fd, &st) < 0) {
+        close(fd);
+        return DISK_ERR_IO;
+    }
+    size_t size = (size_t)st.st_size;
+    char *buf = sh_malloc(size + 1), *pat = sh_malloc(size + 1);
+    ssize_t r = pread_all(fd, buf, size, 0);
+    close(fd);
+    if (r < 0) {
+        sh_free(buf);
+        sh_free(pat);
+        return DISK_ERR_IO;
+    }
+    for (char *l = buf, *end = buf + r; l < end;) {
+        char *nl = memchr(l, '\n', (size_t)(end - l));
+        int64_t t;
+        if (!nl) { /* torn by a crash mid-append */
+            bad++;
+            break;
+        }
+        if (nl > l && rule_parse(l, (size_t)(nl - l), pat, &t) == 0)
+            cb(ud, pat, t);
+        else if (nl > l)
+            bad++;
+        l = nl + 1;
+    }
+    sh_free(buf);
+    sh_free(pat);
+    if (bad_lines) *bad_lines = bad;
+    return DISK_OK;
+}
+
+int disk_rules_rewrite(disk_store *s, const char *const *patterns, const int64_t *times, size_t n)
+{
+    static const char tmp[] = RULES_LOG ".tmp";
+    int rc = DISK_ERR_IO, bad = 0;
+
+    for (size_t i = 0; i < n; i++)
+        if (!patterns[i] || strlen(patterns[i]) > DISK_MAX_PATTERN) return DISK_ERR_INVALID;
+    pthread_mutex_lock(&s->mu);
+    int fd = openat(s->root, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) goto out;
+    for (size_t i = 0; i < n && !bad; i++) {
+        size_t len;
+        char *line = rule_line(patterns[i], times[i], &len);
+        bad = write_all(fd, line, len) < 0;
+        sh_free(line);
+    }
+    bad = bad || fsync(fd) < 0;
+    bad = close(fd) < 0 || bad;
+    if (bad || renameat(s->root, tmp, s->root, RULES_LOG) < 0) {
+        unlinkat(s->root, tmp, 0);
+        goto out;
+    }
+    if (fsync_dir(s->root, ".") == 0) rc = DISK_OK;
+out:
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}

@@ -1,0 +1,132 @@
+/*
+ * Internal to proxy/: the viewer connection shared by conn.c (parsing and the
+ * state machine), respond.c (writing response heads and generated answers),
+ * pass.c (streaming straight from the origin) and serve.c (serving from the
+ * cache, including collapsed fills).
+ */
+#ifndef SHIELD_CONN_INT_H
+#define SHIELD_CONN_INT_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <llhttp.h>
+
+#include "shield/cache.h"
+#include "shield/module.h"
+#include "shield/origin.h"
+#include "shield/worker.h"
+
+#define CONN_STATES(X)                                                                             \
+    X(IDLE, "idle")     /* keep-alive: waiting for the first byte of a request */                  \
+    X(HEAD, "head")     /* reading a request head */                                               \
+    X(PHASES, "phases") /* module phases running (possibly suspended) */                           \
+    X(BODY, "body")     /* reading a request body */                                               \
+    X(ORIGIN, "origin") /* waiting for the origin's response head */                               \
+    X(SEND, "send")     /* streaming the response body */                                          \
+    X(LINGER, "linger") /* response queued, closing: flush, half-close, discard input */           \
+    X(CLOSED, "closed")
+
+typedef enum {
+#define X(s, n) CONN_##s,
+    CONN_STATES(X)
+#undef X
+        CONN_NSTATES
+} conn_state;
+
+/* Output buffer watermarks for backpressure towards the origin. */
+#define OUT_HIGH (256 * 1024)
+#define OUT_LOW  (64 * 1024)
+/* Unparsed pipelined input kept per connection. */
+#define IN_HIGH          (64 * 1024)
+#define LINGER_MS        2000
+#define LINGER_MAX_BYTES (1024 * 1024)
+
+struct hspan {
+    uint32_t noff, nlen, voff, vlen;
+};
+
+typedef struct sh_conn {
+    struct sh_conn *prev, *next;
+    sh_worker *w;
+    struct bufferevent *bev;
+    struct event *timer;
+    conn_state state;
+    llhttp_t parser;
+    struct sockaddr_storage peer;
+    char peer_ip[64];
+    unsigned nrequests;
+    size_t linger_bytes;
+
+    /* request head, copied out of the input buffer as llhttp reports it */
+    char *hbuf;
+    size_t hlen, hcap;
+    uint32_t url_off, url_len;
+    struct hspan *spans;
+    size_t nspans;
+    int last_cb; /* 0 none, 1 field, 2 value */
+    size_t header_bytes;
+    int err_status; /* set by a callback before it fails the parse */
+    const char *err_detail;
+    unsigned pause_at; /* PAUSE_* that made llhttp stop */
+    int head_done, msg_done, has_body, expect_continue;
+    struct evbuffer *body;
+
+    /* current request */
+    sh_req req;
+    sh_header *hdrs;
+    size_t phase, module;
+    origin_fetch *fetch;
+    int origin_paused;
+    int chunked_out, head_sent, keepalive, close_after, peer_eof;
+    int in_parse; /* conn_parse() is on the stack: nested steps let its loop go on */
+    int line_ok;  /* the request line of the current request passed check_request_line() */
+    /* obs-fold detection: where the current llhttp input starts, where the
+     * previous one ended, and where the last header-value span ended */
+    const char *exec_data, *exec_end, *prev_exec_end, *value_end;
+    /* serving from the cache (serve.c) */
+    cache_obj *obj;      /* the object being sent, or NULL */
+    cache_waiter waiter; /* registered while obj is filling */
+    int hit;             /* obj was complete and fresh at lookup */
+    cache_range ranges[16];
+    size_t nranges, range_i;
+    int64_t rd_off; /* next body byte of obj to queue */
+    int multipart, part_started, body_done;
+    char boundary[32];
+
+    char *gen_body; /* generated response body */
+    size_t gen_body_len;
+} sh_conn;
+
+void conn_set_state(sh_conn *c, conn_state s);
+/* The response is fully queued: log, then keep the connection or close it. */
+void conn_finish(sh_conn *c);
+/* Reset the connection: the viewer must see a failure, not a clean end. */
+void conn_abort(sh_conn *c, const char *why);
+
+/* respond.c */
+void conn_add_core_headers(sh_conn *c, sh_resp *resp, const char *result);
+/* Serialize req->resp's status line and headers; no_body for HEAD answers. */
+void conn_send_head(sh_conn *c, int no_body);
+void conn_run_response_phase(sh_conn *c);
+/* Queue the generated response set by sh_req_respond() and finish. */
+void conn_send_generated(sh_conn *c);
+
+/* pass.c: fetch from the origin and stream, nothing stored. */
+void conn_pass_start(sh_conn *c);
+/* Build the origin request for the current request (shared with fills).
+ * strip_validators drops Range and conditionals (a fill fetches the whole object). */
+void conn_origin_request(sh_conn *c, origin_request *oreq, sh_hdrlist *hl, char **pq,
+                         int strip_validators);
+
+/* serve.c: answer from the cache (hit, collapsed fill, or a new fill). */
+void conn_serve(sh_conn *c);
+/* Output drained below the low watermark. */
+void conn_serve_writable(sh_conn *c);
+/* Drop the cache state of the current request (waiter, object refs). */
+void conn_serve_release(sh_conn *c);
+
+#endif

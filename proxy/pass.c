@@ -1,0 +1,150 @@
+/* Streaming straight from the origin: requests the cache does not handle. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "conn_int.h"
+#include "shield/alloc.h"
+#include "shield/forward.h"
+#include "shield/log.h"
+
+/* ---- origin fetch ------------------------------------------------------- */
+
+static void origin_on_response(void *ud, int status, const sh_header *h, size_t n)
+{
+    sh_conn *c = ud;
+    sh_req *r = &c->req;
+    sh_hdrlist_clear(&r->resp.headers);
+    r->resp.status = status;
+    sh_forward_response_headers(r, h, n, &r->resp);
+    r->result_type = "Miss";
+    conn_add_core_headers(c, &r->resp, "Miss");
+    conn_run_response_phase(c);
+    conn_send_head(c, r->method_bit == SH_M_HEAD);
+    conn_set_state(c, CONN_SEND);
+}
+
+static int origin_on_body(void *ud, const char *data, size_t len)
+{
+    sh_conn *c = ud;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->req.method_bit == SH_M_HEAD || len == 0) return ORIGIN_BODY_OK;
+    if (evbuffer_get_length(out) >= OUT_HIGH) {
+        c->origin_paused = 1;
+        return ORIGIN_BODY_PAUSE;
+    }
+    if (c->chunked_out) evbuffer_add_printf(out, "%zx\r\n", len);
+    evbuffer_add(out, data, len);
+    if (c->chunked_out) evbuffer_add(out, "\r\n", 2);
+    return ORIGIN_BODY_OK;
+}
+
+static void origin_on_done(void *ud, origin_result res, const char *detail)
+{
+    sh_conn *c = ud;
+    sh_req *r = &c->req;
+    c->fetch = NULL;
+    c->origin_paused = 0;
+    if (res == ORIGIN_OK) {
+        if (c->chunked_out && r->method_bit != SH_M_HEAD)
+            evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+        conn_finish(c);
+        return;
+    }
+    c->w->stats.origin_errors++;
+    sh_log(SH_LOG_WARN, "origin %s for %.*s (request %s): %s", origin_result_name(res),
+           (int)r->path_len, r->path, r->request_id, detail ? detail : "");
+    if (c->head_sent) {
+        /* Bytes already reached the viewer: only an abort tells it the body
+         * is incomplete. A clean end would let a truncated book be kept. */
+        r->detailed_result = "OriginReadError";
+        conn_abort(c, "origin failed mid-body");
+        return;
+    }
+    int status = 502;
+    switch (res) {
+    case ORIGIN_ERR_TIMEOUT:
+        status = 504;
+        r->detailed_result = "OriginCommError";
+        break;
+    case ORIGIN_ERR_DNS:
+        r->detailed_result = "OriginDnsError";
+        break;
+    case ORIGIN_ERR_CONNECT:
+        r->detailed_result = "OriginConnectError";
+        break;
+    case ORIGIN_ERR_PROTOCOL:
+        r->detailed_result = "OriginInvalidResponseError";
+        break;
+    default:
+        r->detailed_result = "OriginError";
+        break;
+    }
+    conn_set_state(c, CONN_PHASES);
+    sh_req_respond(r, status, NULL, NULL, NULL, NULL);
+    conn_send_generated(c);
+}
+
+static const origin_callbacks origin_cbs = {origin_on_response, origin_on_body, origin_on_done};
+
+void conn_origin_request(sh_conn *c, origin_request *oreq, sh_hdrlist *hl, char **pq,
+                         int strip_validators)
+{
+    sh_req *r = &c->req;
+    const sh_behavior_conf *b = r->behavior;
+    const sh_origin_conf *o = b->origin;
+
+    /* path (possibly rewritten) + the query, if this behavior forwards it */
+    const char *path = r->origin_path ? r->origin_path : r->path;
+    size_t plen = r->origin_path ? strlen(r->origin_path) : r->path_len;
+    size_t qlen = (b->forward_query && r->query) ? r->query_len + 1 : 0;
+    *pq = sh_malloc(plen + qlen + 1);
+    memcpy(*pq, path, plen);
+    if (qlen) {
+        (*pq)[plen] = '?';
+        memcpy(*pq + plen + 1, r->query, r->query_len);
+    }
+    (*pq)[plen + qlen] = '\0';
+
+    sh_forward_request_headers(r, c->w->cfg->node_name, hl);
+    if (strip_validators) {
+        /* A fill fetches the whole object once for every waiter; each
+         * waiter's own Range and conditionals are answered from it. */
+        static const char *const v[] = {
+            "Range",   "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since",
+            "If-Range"};
+        for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+            sh_hdrlist_del(hl, v[i]);
+    }
+    size_t body_len = c->body ? evbuffer_get_length(c->body) : 0;
+    *oreq = (origin_request){
+        .origin = o,
+        .creds = c->w->creds[o - c->w->cfg->origins],
+        .method = r->method,
+        .path_query = *pq,
+        .path_query_len = plen + qlen,
+        .headers = hl->v,
+        .nheaders = hl->n,
+        .body = body_len ? (char *)evbuffer_pullup(c->body, -1) : NULL,
+        .body_len = body_len,
+    };
+}
+
+void conn_pass_start(sh_conn *c)
+{
+    origin_request oreq;
+    sh_hdrlist hl = {0};
+    char *pq;
+    conn_origin_request(c, &oreq, &hl, &pq, 0);
+    conn_set_state(c, CONN_ORIGIN);
+    c->w->stats.origin_fetches++;
+    c->fetch = origin_fetch_start(c->w->origin, &oreq, &origin_cbs, c);
+    sh_hdrlist_clear(&hl);
+    sh_free(pq);
+    if (!c->fetch) {
+        conn_set_state(c, CONN_PHASES);
+        sh_req_respond(&c->req, 502, NULL, NULL, NULL, NULL);
+        conn_send_generated(c);
+    }
+}

@@ -1,0 +1,319 @@
+/*
+ * Answering from the cache: hits, requests collapsed onto a fill in progress,
+ * and the request that starts a fill. All three read the same object the
+ * same way — chunk bytes queued by reference as far as `avail` allows — so a
+ * waiter on a fill is just a hit that sometimes has to wait for bytes.
+ *
+ * Range and conditional requests are answered from the object: the fill
+ * always fetches the whole body.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "conn_int.h"
+#include "shield/alloc.h"
+#include "shield/forward.h"
+#include "shield/log.h"
+
+#define conn_of_waiter(wt) ((sh_conn *)((char *)(wt)-offsetof(sh_conn, waiter)))
+
+static void serve_pump(sh_conn *c);
+
+static void chunk_cleanup(const void *data, size_t len, void *extra)
+{
+    cache_chunk_unref(extra);
+}
+
+/* Requests the cache does not take: they go straight to the origin. */
+static int cacheable_request(const sh_conn *c)
+{
+    const sh_req *r = &c->req;
+    if (!c->w->cache || !(r->method_bit & (SH_M_GET | SH_M_HEAD))) return 0;
+    /* Viewer credentials mean a per-viewer answer (RFC 9111 §3.5); they are
+     * never forwarded to S3 either, so there is nothing to share. */
+    if (sh_req_header(r, "Authorization")) return 0;
+    return 1;
+}
+
+static void add_part_header(sh_conn *c, struct evbuffer *out, size_t i)
+{
+    const sh_header *ct = sh_hdrlist_get(&c->obj->headers, "Content-Type");
+    evbuffer_add_printf(out, "\r\n--%s\r\n", c->boundary);
+    if (ct) evbuffer_add_printf(out, "Content-Type: %.*s\r\n", (int)ct->value_len, ct->value);
+    evbuffer_add_printf(out, "Content-Range: bytes %lld-%lld/%lld\r\n\r\n",
+                        (long long)c->ranges[i].start, (long long)c->ranges[i].end,
+                        (long long)c->obj->size);
+}
+
+/* Length of the multipart/byteranges body for the chosen ranges. */
+static int64_t multipart_length(sh_conn *c)
+{
+    struct evbuffer *tmp = evbuffer_new();
+    int64_t total = 0;
+    for (size_t i = 0; i < c->nranges; i++) {
+        add_part_header(c, tmp, i);
+        total += c->ranges[i].end - c->ranges[i].start + 1;
+    }
+    evbuffer_add_printf(tmp, "\r\n--%s--\r\n", c->boundary);
+    total += (int64_t)evbuffer_get_length(tmp);
+    evbuffer_free(tmp);
+    return total;
+}
+
+static void serve_error(sh_conn *c, int status)
+{
+    conn_serve_release(c);
+    if (c->state != CONN_PHASES) conn_set_state(c, CONN_PHASES);
+    sh_req_respond(&c->req, status, NULL, NULL, NULL, NULL);
+    conn_send_generated(c);
+}
+
+/* The object's head is known: decide status, ranges and conditionals, and
+ * queue the response head. */
+static void serve_head(sh_conn *c)
+{
+    sh_req *r = &c->req;
+    cache_obj *o = c->obj;
+    int64_t now = time(NULL);
+    int head_only = r->method_bit == SH_M_HEAD;
+
+    sh_hdrlist_clear(&r->resp.headers);
+    for (size_t i = 0; i < o->headers.n; i++)
+        sh_hdrlist_add(&r->resp.headers, o->headers.v[i].name, o->headers.v[i].name_len,
+                       o->headers.v[i].value, o->headers.v[i].value_len);
+    r->resp.status = o->status;
+    r->resp.content_length = o->size;
+    c->nranges = 0;
+    c->multipart = 0;
+
+    if (o->status == 200) {
+        cache_cond cond = cache_eval_conditionals(
+            r->headers, r->nheaders, o->etag, o->etag ? strlen(o->etag) : 0, o->last_modified, 1);
+        if (cond == CACHE_COND_412) {
+            serve_error(c, 412);
+            return;
+        }
+        if (cond == CACHE_COND_304) {
+            r->resp.status = 304;
+            r->resp.content_length = -1;
+            head_only = 1;
+        }
+    }
+    const sh_header *range = sh_req_header(r, "Range");
+    if (range && o->status == 200 && r->resp.status == 200 && o->size >= 0 &&
+        r->method_bit == SH_M_GET) {
+        const sh_header *ifr = sh_req_header(r, "If-Range");
+        if (!ifr || cache_if_range_ok(ifr->value, ifr->value_len, o->etag,
+                                      o->etag ? strlen(o->etag) : 0, o->last_modified)) {
+            size_t n = 0;
+            int rc = cache_parse_range(range->value, range->value_len, o->size, c->ranges,
+                                       sizeof(c->ranges) / sizeof(c->ranges[0]), &n);
+            if (rc == CACHE_RANGE_UNSATISFIABLE) {
+                char cr[64];
+                snprintf(cr, sizeof(cr), "bytes */%lld", (long long)o->size);
+                conn_serve_release(c);
+                conn_set_state(c, CONN_PHASES);
+                sh_req_respond(r, 416, "Content-Range", cr, NULL, NULL);
+                conn_send_generated(c);
+                return;
+            }
+            if (rc == CACHE_RANGE_OK && n >= 1) {
+                c->nranges = n;
+                r->resp.status = 206;
+                if (n == 1) {
+                    char cr[80];
+                    snprintf(cr, sizeof(cr), "bytes %lld-%lld/%lld", (long long)c->ranges[0].start,
+                             (long long)c->ranges[0].end, (long long)o->size);
+                    sh_hdrlist_set(&r->resp.headers, "Content-Range", cr);
+                    r->resp.content_length = c->ranges[0].end - c->ranges[0].start + 1;
+                } else {
+                    char ct[96];
+                    c->multipart = 1;
+                    snprintf(c->boundary, sizeof(c->boundary), "%.24s", r->request_id);
+                    snprintf(ct, sizeof(ct), "multipart/byteranges; boundary=%s", c->boundary);
+                    r->resp.content_length = multipart_length(c);
+                    sh_hdrlist_set(&r->resp.headers, "Content-Type", ct);
+                }
+            }
+        }
+    }
+    if (c->nranges == 0) {
+        c->ranges[0].start = 0;
+        c->ranges[0].end = o->size >= 0 ? o->size - 1 : INT64_MAX - 1;
+        c->nranges = 1;
+    }
+    c->range_i = 0;
+    c->rd_off = c->ranges[0].start;
+    c->part_started = 0;
+
+    if (c->hit) {
+        char age[24];
+        snprintf(age, sizeof(age), "%lld",
+                 (long long)cache_age(o->fresh.stored_at, o->initial_age, now));
+        sh_hdrlist_set(&r->resp.headers, "Age", age);
+    }
+    conn_add_core_headers(c, &r->resp, r->result_type);
+    conn_run_response_phase(c);
+    conn_send_head(c, head_only);
+    if (c->state != CONN_SEND) conn_set_state(c, CONN_SEND);
+    c->body_done = head_only;
+    serve_pump(c);
+}
+
+/* Queue as many object bytes as the output watermark and `avail` allow. */
+static void serve_pump(sh_conn *c)
+{
+    cache_obj *o = c->obj;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    cache_stats *st = sh_cache_stats(c->w->cache);
+
+    while (!c->body_done && evbuffer_get_length(out) < OUT_HIGH) {
+        cache_range *rg = &c->ranges[c->range_i];
+        int64_t avail = atomic_load_explicit(&o->avail, memory_order_acquire);
+        int state = atomic_load(&o->state);
+        int64_t end = rg->end + 1;
+        if (o->size < 0 && state == CACHE_OBJ_COMPLETE)
+            end = avail; /* close-delimited or chunked origin body: ends here */
+        if (c->multipart && !c->part_started) {
+            add_part_header(c, out, c->range_i);
+            c->part_started = 1;
+        }
+        if (c->rd_off >= end) {
+            if (c->range_i + 1 < c->nranges) {
+                c->range_i++;
+                c->rd_off = c->ranges[c->range_i].start;
+                c->part_started = 0;
+                continue;
+            }
+            if (c->multipart) evbuffer_add_printf(out, "\r\n--%s--\r\n", c->boundary);
+            if (c->chunked_out) evbuffer_add(out, "0\r\n\r\n", 5);
+            c->body_done = 1;
+            break;
+        }
+        if (c->rd_off >= avail) {
+            if (state == CACHE_OBJ_FAILED) {
+                conn_abort(c, "fill failed mid-body");
+                return;
+            }
+            return; /* wait for CACHE_EV_DATA */
+        }
+        size_t idx = (size_t)(c->rd_off / CACHE_CHUNK_SIZE);
+        size_t off = (size_t)(c->rd_off % CACHE_CHUNK_SIZE);
+        cache_chunk *ch = o->chunks[idx];
+        int64_t n = (avail < end ? avail : end) - c->rd_off;
+        if ((int64_t)(ch->cap - off) < n) n = (int64_t)(ch->cap - off);
+        if (c->chunked_out) evbuffer_add_printf(out, "%llx\r\n", (unsigned long long)n);
+        cache_chunk_ref(ch);
+        evbuffer_add_reference(out, ch->data + off, (size_t)n, chunk_cleanup, ch);
+        if (c->chunked_out) evbuffer_add(out, "\r\n", 2);
+        c->rd_off += n;
+        if (c->hit)
+            atomic_fetch_add_explicit(&st->bytes_from_memory, (uint64_t)n, memory_order_relaxed);
+        if (o->pass) cache_fill_consumed(o, c->rd_off);
+    }
+    if (c->body_done) {
+        conn_serve_release(c);
+        conn_finish(c);
+    }
+}
+
+static void serve_notify(cache_waiter *wt, unsigned ev)
+{
+    sh_conn *c = conn_of_waiter(wt);
+    cache_obj *o = c->obj;
+    if (!o) return;
+    if (ev & CACHE_EV_RESTART) {
+        /* The answer may not be shared: this request asks on its own. */
+        conn_serve_release(c);
+        c->req.result_type = "Miss";
+        conn_pass_start(c);
+        return;
+    }
+    if (!c->head_sent) {
+        if ((ev & CACHE_EV_FAIL || atomic_load(&o->state) == CACHE_OBJ_FAILED) &&
+            o->fail != CACHE_FAIL_ORIGIN_READ) {
+            /* A failure after the origin's head is answered like a stream cut
+             * mid-body (head, the bytes there are, abort) whatever the timing
+             * of this viewer's wake-up, so viewers always see the same thing. */
+            int status = o->fail == CACHE_FAIL_ORIGIN_TIMEOUT ? 504 : 502;
+            c->req.result_type = "Error";
+            c->req.detailed_result = o->fail == CACHE_FAIL_ORIGIN_TIMEOUT   ? "OriginCommError"
+                                     : o->fail == CACHE_FAIL_ORIGIN_CONNECT ? "OriginConnectError"
+                                                                            : "OriginError";
+            serve_error(c, status);
+            return;
+        }
+        if (ev & (CACHE_EV_HEAD | CACHE_EV_DATA | CACHE_EV_DONE)) {
+            serve_head(c);
+            return;
+        }
+        return;
+    }
+    serve_pump(c);
+}
+
+void conn_serve(sh_conn *c)
+{
+    sh_req *r = &c->req;
+    const sh_behavior_conf *b = r->behavior;
+    c->waiter = (cache_waiter){0};
+    if (!cacheable_request(c)) {
+        conn_pass_start(c);
+        return;
+    }
+    const char *path = r->origin_path ? r->origin_path : r->path;
+    size_t plen = r->origin_path ? strlen(r->origin_path) : r->path_len;
+    size_t keylen;
+    char *key = sh_cache_key(r->host ? r->host : "", r->host_len, path, plen, r->query,
+                             r->query_len, b, r->headers, r->nheaders, &keylen);
+    int get = r->method_bit == SH_M_GET;
+    cache_obj *o = NULL;
+    cache_lookup_rc rc = sh_cache_lookup(c->w->cache, key, keylen, time(NULL), get, &o);
+    sh_free(key);
+    if (!o) { /* HEAD miss: ask the origin, store nothing */
+        conn_pass_start(c);
+        return;
+    }
+    c->obj = o;
+    c->hit = rc == CACHE_HIT;
+    /* Collapsed requests log Hit, as CloudFront's do; the first logs Miss. */
+    r->result_type = rc == CACHE_MISS ? "Miss" : "Hit";
+    conn_set_state(c, CONN_ORIGIN);
+    if (rc == CACHE_HIT) {
+        serve_head(c);
+        return;
+    }
+    c->waiter = (cache_waiter){.worker = c->w, .notify = serve_notify};
+    if (rc == CACHE_MISS) {
+        o->owner = &c->waiter;
+        cache_waiter_attach(o, &c->waiter);
+        origin_request oreq;
+        sh_hdrlist hl = {0};
+        char *pq;
+        conn_origin_request(c, &oreq, &hl, &pq, 1);
+        c->w->stats.origin_fetches++;
+        cache_fill_start(o, c->w, &oreq, b);
+        sh_hdrlist_clear(&hl);
+        sh_free(pq);
+        return;
+    }
+    unsigned ready = cache_waiter_attach(o, &c->waiter);
+    if (ready) serve_notify(&c->waiter, ready);
+}
+
+void conn_serve_writable(sh_conn *c)
+{
+    if (c->obj && c->head_sent && !c->body_done) serve_pump(c);
+}
+
+void conn_serve_release(sh_conn *c)
+{
+    cache_obj *o = c->obj;
+    if (!o) return;
+    int owner_of_pass = o->pass && o->owner == &c->waiter;
+    cache_waiter_detach(&c->waiter);
+    if (owner_of_pass) cache_fill_abandon(o);
+    c->obj = NULL;
+    cache_obj_unref(o);
+}
