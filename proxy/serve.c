@@ -230,6 +230,19 @@ static void serve_notify(cache_waiter *wt, unsigned ev)
         conn_pass_start(c);
         return;
     }
+    if (!c->head_sent && o->use_stale && o->stale &&
+        (ev & CACHE_EV_FAIL || atomic_load(&o->state) == CACHE_OBJ_FAILED)) {
+        /* The refresh failed: serve the expired copy, as CloudFront does. */
+        cache_obj *st = o->stale;
+        cache_obj_ref(st);
+        conn_serve_release(c);
+        c->obj = st;
+        c->hit = 1;
+        c->req.result_type = "Hit";
+        c->req.detailed_result = "StaleHit";
+        serve_head(c);
+        return;
+    }
     if (!c->head_sent) {
         if ((ev & CACHE_EV_FAIL || atomic_load(&o->state) == CACHE_OBJ_FAILED) &&
             o->fail != CACHE_FAIL_ORIGIN_READ) {
@@ -245,6 +258,7 @@ static void serve_notify(cache_waiter *wt, unsigned ev)
             return;
         }
         if (ev & (CACHE_EV_HEAD | CACHE_EV_DATA | CACHE_EV_DONE)) {
+            if (o->refreshed && o->owner == &c->waiter) c->req.result_type = "RefreshHit";
             serve_head(c);
             return;
         }
@@ -292,6 +306,17 @@ void conn_serve(sh_conn *c)
         sh_hdrlist hl = {0};
         char *pq;
         conn_origin_request(c, &oreq, &hl, &pq, 1);
+        if (o->stale) {
+            /* Revalidate the expired copy rather than refetch it. */
+            if (o->stale->etag) sh_hdrlist_adds(&hl, "If-None-Match", o->stale->etag);
+            if (o->stale->last_modified >= 0) {
+                char d[32];
+                sh_http_date(o->stale->last_modified, d);
+                sh_hdrlist_adds(&hl, "If-Modified-Since", d);
+            }
+            oreq.headers = hl.v;
+            oreq.nheaders = hl.n;
+        }
         c->w->stats.origin_fetches++;
         cache_fill_start(o, c->w, &oreq, b);
         sh_hdrlist_clear(&hl);

@@ -123,6 +123,9 @@ typedef struct cache_obj {
     pthread_mutex_t lock; /* waiter list, fetch bookkeeping */
     cache_waiter *waiters;
     cache_waiter *owner;     /* the request that created it (NULL once it left) */
+    struct cache_obj *stale; /* the expired version being revalidated (a reference) */
+    int refreshed;           /* built from stale after the origin's 304 */
+    int use_stale;           /* the refresh failed: waiters serve `stale` instead */
     struct cache_fill *fill; /* while FILLING; touched only on the filling worker */
 } cache_obj;
 
@@ -207,6 +210,9 @@ void cache_index_remove(cache_obj *o);
 /* Account a storable object in the memory tier, evicting others as needed.
  * -1 if the policy refuses it (too large): the caller makes it a pass. */
 int cache_mem_admit(cache_obj *o);
+/* A refresh failed and the stale version may be served: put it back in the
+ * index in place of the failed object. */
+void cache_index_restore(cache_obj *failed, cache_obj *stale);
 /* The engine's config snapshot. */
 const sh_config *cache_config(const sh_cache *c);
 

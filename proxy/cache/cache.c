@@ -70,6 +70,7 @@ void cache_obj_unref(cache_obj *o)
     sh_hdrlist_clear(&o->headers);
     sh_free(o->etag);
     sh_free(o->key);
+    if (o->stale) cache_obj_unref(o->stale);
     pthread_mutex_destroy(&o->lock);
     sh_free(o);
 }
@@ -316,54 +317,78 @@ char *sh_cache_key(const char *host, size_t hlen, const char *path, size_t plen,
     return k;
 }
 
-/* May this complete object answer a request at `now`? */
-static int usable(sh_cache *c, cache_obj *o, int64_t now)
-{
-    if (atomic_load(&o->state) != CACHE_OBJ_COMPLETE) return 1; /* a fill in progress is joined */
-    if (invalidated(c, o)) return 0;
-    return cache_freshness_at(&o->fresh, now) == CACHE_FRESH;
-}
-
 cache_lookup_rc sh_cache_lookup(sh_cache *c, const char *key, size_t keylen, int64_t now,
                                 int create, cache_obj **out)
 {
     uint64_t h = key_hash(key, keylen);
     shard *s = shard_of(c, h);
-    cache_obj *stale = NULL;
+    cache_obj *old = NULL;
+    int revalidate = 0;
     pthread_mutex_lock(&s->lock);
     cache_obj *o = shard_find(s, h, key, keylen);
-    if (o && usable(c, o, now)) {
-        cache_obj_ref(o);
+    if (o && atomic_load(&o->state) != CACHE_OBJ_COMPLETE) {
+        cache_obj_ref(o); /* a fill in progress: join it */
         pthread_mutex_unlock(&s->lock);
+        atomic_fetch_add(&c->stats.collapsed, 1);
         *out = o;
-        if (atomic_load(&o->state) == CACHE_OBJ_COMPLETE) {
+        return CACHE_JOINED;
+    }
+    if (o) {
+        int inv = invalidated(c, o);
+        if (!inv && cache_freshness_at(&o->fresh, now) == CACHE_FRESH) {
+            cache_obj_ref(o);
+            pthread_mutex_unlock(&s->lock);
             evict_hit(c->mem, &o->evict);
             atomic_fetch_add(&c->stats.hits, 1);
+            *out = o;
             return CACHE_HIT;
         }
-        atomic_fetch_add(&c->stats.collapsed, 1);
-        return CACHE_JOINED;
+        /* Expired with a validator: ask the origin whether it changed (a 304
+         * keeps the bytes); invalidated objects are fetched anew. */
+        revalidate = !inv && o->status == 200 && (o->etag || o->last_modified >= 0);
     }
     if (!create) {
         pthread_mutex_unlock(&s->lock);
         *out = NULL;
         return CACHE_MISS;
     }
-    if (o && shard_unlink(s, o))
-        stale = o; /* expired or invalidated: replaced below, freed when unreferenced */
+    if (o && shard_unlink(s, o)) old = o; /* replaced below; lives on while referenced */
     cache_obj *n = obj_new(c, key, keylen, h);
     shard_insert(s, n);
     pthread_mutex_unlock(&s->lock);
-    if (stale) {
-        if (stale->evict.size && evict_remove(c->mem, &stale->evict)) {
+    if (old) {
+        if (old->evict.size && evict_remove(c->mem, &old->evict)) {
             atomic_fetch_sub(&c->stats.objects, 1);
-            atomic_fetch_sub(&c->stats.bytes, stale->evict.size);
+            atomic_fetch_sub(&c->stats.bytes, old->evict.size);
         }
-        cache_obj_unref(stale);
+        if (revalidate)
+            n->stale = old; /* takes the index's reference */
+        else
+            cache_obj_unref(old);
     }
     atomic_fetch_add(&c->stats.misses, 1);
     *out = n; /* the creator's reference */
     return CACHE_MISS;
+}
+
+void cache_index_restore(cache_obj *failed, cache_obj *stale)
+{
+    sh_cache *c = failed->cache;
+    shard *s = shard_of(c, failed->hash);
+    pthread_mutex_lock(&s->lock);
+    int was = shard_unlink(s, failed);
+    int put = 0;
+    if (!stale->in_index && !shard_find(s, stale->hash, stale->key, stale->keylen)) {
+        shard_insert(s, stale);
+        put = 1;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (failed->evict.size && evict_remove(c->mem, &failed->evict)) {
+        atomic_fetch_sub(&c->stats.objects, 1);
+        atomic_fetch_sub(&c->stats.bytes, failed->evict.size);
+    }
+    if (was) cache_obj_unref(failed);
+    if (put && cache_mem_admit(stale) != 0) cache_index_remove(stale);
 }
 
 /* ---- waiters ------------------------------------------------------------ */

@@ -63,11 +63,72 @@ static void fill_free(cache_fill *f)
 static void fill_fail(cache_fill *f, cache_fail why)
 {
     cache_obj *o = f->o;
-    cache_index_remove(o);
+    /* CloudFront serves an expired object when its refresh fails, unless the
+     * origin forbade it (must-revalidate, no-cache, stale-if-error window). */
+    if (o->stale && !o->head_ready && why != CACHE_FAIL_ORIGIN_READ &&
+        cache_stale_if_error_ok(&o->stale->fresh, time(NULL))) {
+        o->use_stale = 1;
+        cache_index_restore(o, o->stale);
+    } else {
+        cache_index_remove(o);
+    }
     pthread_mutex_lock(&o->lock);
     o->fail = why;
     atomic_store(&o->state, CACHE_OBJ_FAILED);
     wake_all(o, CACHE_EV_FAIL);
+    pthread_mutex_unlock(&o->lock);
+}
+
+/*
+ * The origin answered a revalidation with 304: the new object is the stale
+ * one's bytes (shared chunks) with the headers the 304 carried merged in —
+ * never its Content-Length — and a fresh lifetime.
+ */
+static void refresh_from_stale(cache_fill *f, const sh_header *h, size_t n, int64_t now)
+{
+    cache_obj *o = f->o, *s = o->stale;
+    sh_req fake = {.behavior = f->b};
+    sh_resp upd = {0};
+    sh_forward_response_headers(&fake, h, n, &upd);
+    o->status = s->status;
+    o->size = s->size;
+    for (size_t i = 0; i < s->headers.n; i++)
+        sh_hdrlist_add(&o->headers, s->headers.v[i].name, s->headers.v[i].name_len,
+                       s->headers.v[i].value, s->headers.v[i].value_len);
+    for (size_t i = 0; i < upd.headers.n; i++) {
+        const sh_header *u = &upd.headers.v[i];
+        char name[128];
+        if (u->name_len >= sizeof(name)) continue;
+        memcpy(name, u->name, u->name_len);
+        name[u->name_len] = '\0';
+        sh_hdrlist_del(&o->headers, name);
+    }
+    for (size_t i = 0; i < upd.headers.n; i++)
+        sh_hdrlist_add(&o->headers, upd.headers.v[i].name, upd.headers.v[i].name_len,
+                       upd.headers.v[i].value, upd.headers.v[i].value_len);
+    sh_hdrlist_clear(&upd.headers);
+
+    cache_policy pol;
+    cache_policy_eval(f->b, s->status, o->headers.v, o->headers.n, 0, now, &pol);
+    o->etag = pol.etag ? sh_strndup(pol.etag, pol.etag_len) : NULL;
+    o->last_modified = pol.last_modified;
+    o->initial_age = pol.initial_age;
+    cache_fresh_info_init(&o->fresh, &pol, now);
+    o->nchunks = s->nchunks;
+    o->chunks = sh_calloc(o->nchunks ? o->nchunks : 1, sizeof(*o->chunks));
+    for (size_t i = 0; i < o->nchunks; i++) {
+        o->chunks[i] = s->chunks[i];
+        cache_chunk_ref(o->chunks[i]);
+    }
+    atomic_store_explicit(&o->avail, s->size, memory_order_release);
+    o->refreshed = 1;
+    f->storable = 1;
+    if (!pol.cacheable || cache_mem_admit(o) != 0) cache_index_remove(o);
+    atomic_fetch_add(&sh_cache_stats(o->cache)->refresh_hits, 1);
+    pthread_mutex_lock(&o->lock);
+    o->head_ready = 1;
+    atomic_store(&o->state, CACHE_OBJ_COMPLETE);
+    wake_all(o, CACHE_EV_HEAD | CACHE_EV_DATA | CACHE_EV_DONE);
     pthread_mutex_unlock(&o->lock);
 }
 
@@ -79,6 +140,19 @@ static void on_response(void *ud, int status, const sh_header *h, size_t n)
     int64_t now = time(NULL);
     sh_req fake = {.behavior = f->b};
     sh_resp resp = {0};
+
+    if (o->stale && status == 304) {
+        refresh_from_stale(f, h, n, now);
+        return;
+    }
+    if (o->stale && status >= 500 && cache_stale_if_error_ok(&o->stale->fresh, now)) {
+        /* A 5xx on refresh: keep serving the version we have. */
+        origin_fetch_cancel(f->fetch);
+        f->fetch = NULL;
+        fill_fail(f, CACHE_FAIL_ORIGIN_OTHER);
+        fill_free(f);
+        return;
+    }
 
     sh_forward_response_headers(&fake, h, n, &resp);
     cache_policy pol;
@@ -146,6 +220,7 @@ static int on_body(void *ud, const char *data, size_t len)
     cache_fill *f = ud;
     cache_obj *o = f->o;
     int64_t avail = atomic_load_explicit(&o->avail, memory_order_relaxed);
+    if (o->refreshed) return ORIGIN_BODY_OK; /* a 304 has no body */
 
     if (o->pass && avail - f->consumed >= PASS_WINDOW) {
         f->paused = 1;
@@ -211,6 +286,10 @@ static void on_done(void *ud, origin_result r, const char *detail)
     cache_fill *f = ud;
     cache_obj *o = f->o;
     f->fetch = NULL;
+    if (o->refreshed) { /* complete since the 304 */
+        fill_free(f);
+        return;
+    }
     if (r == ORIGIN_OK && !o->pass) {
         int64_t avail = atomic_load(&o->avail);
         unsigned char md[EVP_MAX_MD_SIZE];
