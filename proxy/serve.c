@@ -267,6 +267,19 @@ static void serve_notify(cache_waiter *wt, unsigned ev)
     serve_pump(c);
 }
 
+/* Revalidate an expired copy rather than refetch it. */
+static void add_validators(const cache_obj *stale, sh_hdrlist *hl, origin_request *oreq)
+{
+    if (stale->etag) sh_hdrlist_adds(hl, "If-None-Match", stale->etag);
+    if (stale->last_modified >= 0) {
+        char d[32];
+        sh_http_date(stale->last_modified, d);
+        sh_hdrlist_adds(hl, "If-Modified-Since", d);
+    }
+    oreq->headers = hl->v;
+    oreq->nheaders = hl->n;
+}
+
 void conn_serve(sh_conn *c)
 {
     sh_req *r = &c->req;
@@ -282,9 +295,22 @@ void conn_serve(sh_conn *c)
     char *key = sh_cache_key(r->host ? r->host : "", r->host_len, path, plen, r->query,
                              r->query_len, b, r->headers, r->nheaders, &keylen);
     int get = r->method_bit == SH_M_GET;
-    cache_obj *o = NULL;
-    cache_lookup_rc rc = sh_cache_lookup(c->w->cache, key, keylen, time(NULL), get, &o);
+    cache_obj *o = NULL, *refresh = NULL;
+    cache_lookup_rc rc = sh_cache_lookup(c->w->cache, key, keylen, time(NULL), get, &o, &refresh);
     sh_free(key);
+    if (refresh) {
+        /* stale-while-revalidate: one background refresh, nobody waits on it */
+        origin_request oreq;
+        sh_hdrlist hl = {0};
+        char *pq;
+        conn_origin_request(c, &oreq, &hl, &pq, 1);
+        add_validators(refresh->stale, &hl, &oreq);
+        c->w->stats.origin_fetches++;
+        cache_fill_start(refresh, c->w, &oreq, b);
+        sh_hdrlist_clear(&hl);
+        sh_free(pq);
+        cache_obj_unref(refresh);
+    }
     if (!o) { /* HEAD miss: ask the origin, store nothing */
         conn_pass_start(c);
         return;
@@ -306,17 +332,7 @@ void conn_serve(sh_conn *c)
         sh_hdrlist hl = {0};
         char *pq;
         conn_origin_request(c, &oreq, &hl, &pq, 1);
-        if (o->stale) {
-            /* Revalidate the expired copy rather than refetch it. */
-            if (o->stale->etag) sh_hdrlist_adds(&hl, "If-None-Match", o->stale->etag);
-            if (o->stale->last_modified >= 0) {
-                char d[32];
-                sh_http_date(o->stale->last_modified, d);
-                sh_hdrlist_adds(&hl, "If-Modified-Since", d);
-            }
-            oreq.headers = hl.v;
-            oreq.nheaders = hl.n;
-        }
+        if (o->stale) add_validators(o->stale, &hl, &oreq);
         c->w->stats.origin_fetches++;
         cache_fill_start(o, c->w, &oreq, b);
         sh_hdrlist_clear(&hl);

@@ -126,6 +126,7 @@ typedef struct cache_obj {
     struct cache_obj *stale; /* the expired version being revalidated (a reference) */
     int refreshed;           /* built from stale after the origin's 304 */
     int use_stale;           /* the refresh failed: waiters serve `stale` instead */
+    int background;          /* a stale-while-revalidate refresh: lookups serve `stale` */
     struct cache_fill *fill; /* while FILLING; touched only on the filling worker */
 } cache_obj;
 
@@ -165,10 +166,13 @@ typedef enum {
  * Find the object for key (a ref is returned in *out), or create a FILLING
  * one when create is set (else CACHE_MISS with *out = NULL: HEAD requests do
  * not start fills). Expired and invalidated objects are replaced (their bytes
- * live on while referenced).
+ * live on while referenced). An object within its stale-while-revalidate
+ * window is returned as a HIT and *refresh receives a new FILLING object (a
+ * reference) whose fill the caller starts in the background; until it
+ * completes, lookups keep answering with the stale copy.
  */
 cache_lookup_rc sh_cache_lookup(sh_cache *c, const char *key, size_t keylen, int64_t now,
-                                int create, cache_obj **out);
+                                int create, cache_obj **out, cache_obj **refresh);
 
 /* Register a waiter on a FILLING object. Returns the events already
  * satisfied (e.g. HEAD|DATA) so the caller can act at once; 0 if none. */
@@ -213,6 +217,8 @@ int cache_mem_admit(cache_obj *o);
 /* A refresh failed and the stale version may be served: put it back in the
  * index in place of the failed object. */
 void cache_index_restore(cache_obj *failed, cache_obj *stale);
+/* A fill completed: release the expired version it replaced. */
+void cache_obj_drop_stale(cache_obj *o);
 /* The engine's config snapshot. */
 const sh_config *cache_config(const sh_cache *c);
 

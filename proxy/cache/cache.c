@@ -318,14 +318,24 @@ char *sh_cache_key(const char *host, size_t hlen, const char *path, size_t plen,
 }
 
 cache_lookup_rc sh_cache_lookup(sh_cache *c, const char *key, size_t keylen, int64_t now,
-                                int create, cache_obj **out)
+                                int create, cache_obj **out, cache_obj **refresh)
 {
     uint64_t h = key_hash(key, keylen);
     shard *s = shard_of(c, h);
     cache_obj *old = NULL;
-    int revalidate = 0;
+    int revalidate = 0, background = 0;
+    *refresh = NULL;
     pthread_mutex_lock(&s->lock);
     cache_obj *o = shard_find(s, h, key, keylen);
+    if (o && o->background && o->stale && atomic_load(&o->state) == CACHE_OBJ_FILLING) {
+        /* stale-while-revalidate: the refresh runs, the old copy answers. */
+        cache_obj *st = o->stale;
+        cache_obj_ref(st);
+        pthread_mutex_unlock(&s->lock);
+        atomic_fetch_add(&c->stats.hits, 1);
+        *out = st;
+        return CACHE_HIT;
+    }
     if (o && atomic_load(&o->state) != CACHE_OBJ_COMPLETE) {
         cache_obj_ref(o); /* a fill in progress: join it */
         pthread_mutex_unlock(&s->lock);
@@ -335,7 +345,8 @@ cache_lookup_rc sh_cache_lookup(sh_cache *c, const char *key, size_t keylen, int
     }
     if (o) {
         int inv = invalidated(c, o);
-        if (!inv && cache_freshness_at(&o->fresh, now) == CACHE_FRESH) {
+        cache_freshness fr = inv ? CACHE_STALE_MUST_REVALIDATE : cache_freshness_at(&o->fresh, now);
+        if (fr == CACHE_FRESH) {
             cache_obj_ref(o);
             pthread_mutex_unlock(&s->lock);
             evict_hit(c->mem, &o->evict);
@@ -346,6 +357,7 @@ cache_lookup_rc sh_cache_lookup(sh_cache *c, const char *key, size_t keylen, int
         /* Expired with a validator: ask the origin whether it changed (a 304
          * keeps the bytes); invalidated objects are fetched anew. */
         revalidate = !inv && o->status == 200 && (o->etag || o->last_modified >= 0);
+        background = fr == CACHE_STALE_SERVABLE_WHILE_REVALIDATE && create;
     }
     if (!create) {
         pthread_mutex_unlock(&s->lock);
@@ -354,21 +366,42 @@ cache_lookup_rc sh_cache_lookup(sh_cache *c, const char *key, size_t keylen, int
     }
     if (o && shard_unlink(s, o)) old = o; /* replaced below; lives on while referenced */
     cache_obj *n = obj_new(c, key, keylen, h);
+    n->background = background;
     shard_insert(s, n);
+    if (background)
+        n->stale = old, cache_obj_ref(old); /* before the shard lock drops: lookups use it */
     pthread_mutex_unlock(&s->lock);
     if (old) {
         if (old->evict.size && evict_remove(c->mem, &old->evict)) {
             atomic_fetch_sub(&c->stats.objects, 1);
             atomic_fetch_sub(&c->stats.bytes, old->evict.size);
         }
-        if (revalidate)
+        if (revalidate && !background)
             n->stale = old; /* takes the index's reference */
         else
             cache_obj_unref(old);
     }
+    if (background) {
+        /* Serve the stale copy now; the caller starts n's fill in the background. */
+        atomic_fetch_add(&c->stats.hits, 1);
+        cache_obj_ref(old); /* the caller's */
+        *out = old;
+        *refresh = n;
+        return CACHE_HIT;
+    }
     atomic_fetch_add(&c->stats.misses, 1);
     *out = n; /* the creator's reference */
     return CACHE_MISS;
+}
+
+void cache_obj_drop_stale(cache_obj *o)
+{
+    shard *s = shard_of(o->cache, o->hash);
+    pthread_mutex_lock(&s->lock); /* lookups read o->stale under this lock */
+    cache_obj *st = o->stale;
+    o->stale = NULL;
+    pthread_mutex_unlock(&s->lock);
+    cache_obj_unref(st);
 }
 
 void cache_index_restore(cache_obj *failed, cache_obj *stale)

@@ -287,6 +287,7 @@ static void on_done(void *ud, origin_result r, const char *detail)
     cache_obj *o = f->o;
     f->fetch = NULL;
     if (o->refreshed) { /* complete since the 304 */
+        cache_obj_drop_stale(o);
         fill_free(f);
         return;
     }
@@ -309,6 +310,7 @@ static void on_done(void *ud, origin_result r, const char *detail)
         atomic_store(&o->state, CACHE_OBJ_COMPLETE);
         wake_all(o, CACHE_EV_DONE);
         pthread_mutex_unlock(&o->lock);
+        cache_obj_drop_stale(o);
     } else {
         if (r != ORIGIN_ERR_READ || !o->head_ready)
             sh_log(SH_LOG_WARN, "fill: origin %s: %s", origin_result_name(r), detail ? detail : "");

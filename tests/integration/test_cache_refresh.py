@@ -104,3 +104,33 @@ def test_must_revalidate_forbids_stale(shield, origin):
     wait_expired()
     r = get(sh.port, '/book.epub')
     assert r.status == 503, 'must-revalidate content was served stale'
+
+
+def test_stale_while_revalidate_serves_at_once_and_refreshes_once(shield, origin):
+    state = {'n': 0}
+
+    def reply(req):
+        state['n'] += 1
+        if state['n'] == 1:
+            return Reply(body=BODY_V1, headers=[('ETag', '"v1"'), (
+                'Cache-Control', 'max-age=1, stale-while-revalidate=30')])
+        # the refresh is slow and brings a new version
+        return Reply(body=BODY_V2, stall_head=1.5, headers=[('ETag', '"v2"'), (
+            'Cache-Control', 'max-age=60')])
+    origin.route('/book.epub', reply)
+    sh = start(shield, origin)
+    assert get(sh.port, '/book.epub').body == BODY_V1
+    wait_expired()
+    for _ in range(5):  # all answered from the stale copy while the refresh runs
+        t0 = time.monotonic()
+        r = get(sh.port, '/book.epub')
+        assert r.body == BODY_V1 and r.header('X-Cache').startswith('Hit')
+        assert time.monotonic() - t0 < 1.0, 'a stale-while-revalidate hit waited for the origin'
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        r = get(sh.port, '/book.epub')
+        if r.body == BODY_V2:
+            break
+        time.sleep(0.1)
+    assert r.body == BODY_V2, 'the background refresh never landed'
+    assert origin.count('/book.epub') == 2, 'more than one background refresh'
