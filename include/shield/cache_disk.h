@@ -48,7 +48,11 @@
  * never opened by readers and are deleted by the next disk_scan. If a bad file
  * still shows up under a final name (bit rot, a filesystem without ordering,
  * tampering), the checks above drop it at scan/open and the chunk CRCs catch
- * bad body bytes on read; it is removed, never served.
+ * bad body bytes on read; it is removed, never served. Durability is weaker
+ * than correctness on purpose: removals and new fan-out directories are not
+ * fsynced, so a power loss may bring back a removed object or lose a new one
+ * (a miss), never produce wrong bytes. The rule log is fsynced per append
+ * because forgetting an invalidation would serve content that was withdrawn.
  */
 #ifndef SHIELD_CACHE_DISK_H
 #define SHIELD_CACHE_DISK_H
@@ -129,8 +133,8 @@ void disk_set_fsync(disk_store *s, int on);
 
 /* ---- start-up scan -------------------------------------------------------------------------- */
 
-/* Called once per kept object; key and info (including info->meta) are valid only during the call.
- */
+/* Called once per kept object; key and info (including info->meta) are valid
+ * only during the call. With threads > 1 it runs on several threads at once. */
 typedef void (*disk_scan_cb)(void *ud, const void *key, size_t keylen, const disk_info *info);
 
 typedef struct disk_scan_stats {
@@ -148,13 +152,17 @@ typedef struct disk_scan_stats {
  * seconds), report the good ones to cb and delete temp files, invalid objects
  * (bad magic/version/flags/CRC, size not exactly as the header says, name not
  * matching the key's hash, zero length) and stray files. Files outside the
- * fan-out (LOCK, VERSION, the rule log) are left alone. Resets disk_used() and
- * disk_entry_count() to what was kept; the caller evicts if that is over the
- * cap (e.g. after the cap was lowered). Must not run while writers are active:
- * it would delete their temp files. stats may be NULL. Returns DISK_OK or
- * DISK_ERR_IO when the top directory cannot be read.
+ * fan-out (LOCK, VERSION, the rule log) are left alone.
+ * threads (0 or 1: the calling thread only; at most 64) scan leaf directories
+ * in parallel: on a cold page cache the scan waits on one small random read
+ * per object, and SSDs serve many at once; the engine's sharded index takes
+ * concurrent inserts. Within a directory files are opened in inode order.
+ * Resets disk_used() and disk_entry_count() to what was kept; the caller
+ * evicts if that is over the cap (e.g. after the cap was lowered). Must not
+ * run while writers are active: it would delete their temp files. stats may
+ * be NULL. Returns DISK_OK or DISK_ERR_IO when the top directory cannot be read.
  */
-int disk_scan(disk_store *s, disk_scan_cb cb, void *ud, disk_scan_stats *stats);
+int disk_scan(disk_store *s, unsigned threads, disk_scan_cb cb, void *ud, disk_scan_stats *stats);
 
 /* ---- writing -------------------------------------------------------------------------------- */
 

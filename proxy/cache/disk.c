@@ -32,6 +32,7 @@
 #define NAME_HEX       32
 #define MIN_CHUNK      4096u
 #define MAX_CHUNK      (64u << 20)
+#define MAX_SCAN_THR   64
 #define VERSION_PREFIX "shield-disk-cache "
 #define RULES_LOG      "invalidations.log"
 #define REL_MAX        96
@@ -42,7 +43,7 @@ struct disk_store {
     int sync;    /* fsync on commit (disk_set_fsync) */
     uint64_t max_bytes;
     /* Guards used/count, every rename or unlink of a final name (so accounting
-     * matches the directory) and appends to the rule log. */
+     * matches the directory) and writes to the rule log. */
     pthread_mutex_t mu;
     uint64_t used, count;
     uint64_t tmp_seq; /* atomic: temp file suffix */
@@ -55,8 +56,8 @@ struct disk_writer {
     int unlinked; /* temp name already gone (error path or renamed) */
     char dir[8], tmp[REL_MAX], obj[REL_MAX];
     uint32_t key_len, meta_len, km_crc; /* CRC-32 of key then meta */
-    uint64_t body;
-    uint32_t crc, fill; /* CRC and length of the current chunk */
+    uint64_t body, off;                 /* body bytes; file offset of the next append */
+    uint32_t crc, fill;                 /* CRC and length of the current chunk */
     uint32_t *crcs;
     size_t ncrcs, cap;
     EVP_MD_CTX *md5;
@@ -87,25 +88,9 @@ struct disk_entry {
 
 const char *disk_rc_name(int rc)
 {
-    switch (rc) {
-    case DISK_OK:
-        return "ok";
-    case DISK_ERR_IO:
-        return "io";
-    case DISK_ERR_NOTFOUND:
-        return "notfound";
-    case DISK_ERR_CORRUPT:
-        return "corrupt";
-    case DISK_ERR_LENGTH:
-        return "length";
-    case DISK_ERR_MD5:
-        return "md5";
-    case DISK_ERR_FULL:
-        return "full";
-    case DISK_ERR_INVALID:
-        return "invalid";
-    }
-    return "unknown";
+    static const char *const names[] = {"ok",     "io",  "notfound", "corrupt",
+                                        "length", "md5", "full",     "invalid"};
+    return rc <= 0 && rc > -(int)(sizeof names / sizeof *names) ? names[-rc] : "unknown";
 }
 
 /* ---- small helpers -------------------------------------------------------------------------- */
@@ -118,8 +103,8 @@ static void put32(unsigned char *p, uint32_t v)
 
 static void put64(unsigned char *p, uint64_t v)
 {
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
+    put32(p, (uint32_t)v);
+    put32(p + 4, (uint32_t)(v >> 32));
 }
 
 static uint32_t get32(const unsigned char *p)
@@ -137,39 +122,14 @@ static uint64_t footprint(uint64_t size)
     return (size + DISK_BLOCK - 1) / DISK_BLOCK * DISK_BLOCK;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n) {
-        ssize_t r = write(fd, c, n);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return -1;
-        if (r == 0) {
-            errno = EIO;
-            return -1;
-        }
-        c += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
 static int pwrite_all(int fd, const void *p, size_t n, uint64_t off)
 {
     const char *c = p;
     while (n) {
         ssize_t r = pwrite(fd, c, n, (off_t)off);
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return -1;
-        if (r == 0) {
-            errno = EIO;
+        if (r <= 0) {
+            if (r == 0) errno = EIO;
             return -1;
         }
         c += r;
@@ -182,10 +142,9 @@ static int pwrite_all(int fd, const void *p, size_t n, uint64_t off)
 /* Reads until n bytes or end of file; returns the count or -1. */
 static ssize_t pread_all(int fd, void *p, size_t n, uint64_t off)
 {
-    char *c = p;
     size_t got = 0;
     while (got < n) {
-        ssize_t r = pread(fd, c + got, n - got, (off_t)(off + got));
+        ssize_t r = pread(fd, (char *)p + got, n - got, (off_t)(off + got));
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) return -1;
         if (r == 0) break;
@@ -198,34 +157,43 @@ static int fsync_dir(int root, const char *rel)
 {
     int fd = openat(root, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return -1;
-    int r = fsync(fd);
-    int e = errno;
+    int r = fsync(fd), e = errno;
     close(fd);
     errno = e;
     return r;
 }
 
+/* Write a small file atomically: temp, fsync, rename, fsync the directory. */
+static int replace_file(int root, const char *name, const char *tmp, const void *data, size_t len)
+{
+    int fd = openat(root, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), bad;
+    if (fd < 0) return -1;
+    bad = pwrite_all(fd, data, len, 0) < 0 || fsync(fd) < 0;
+    bad = close(fd) < 0 || bad;
+    if (bad || renameat(root, tmp, root, name) < 0) {
+        int e = errno;
+        unlinkat(root, tmp, 0);
+        errno = e;
+        return -1;
+    }
+    return fsync_dir(root, ".");
+}
+
 /* First 128 bits of SHA-256(key) in hex: uniform (even for crafted keys, so
  * the fan-out stays balanced) and collision-free in practice. */
-static void key_hex(const void *key, size_t keylen, char hex[NAME_HEX + 1])
+static void key_paths(const void *key, size_t keylen, char *dir, char *obj, char *hex)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
     static const char digits[] = "0123456789abcdef";
 
-    if (!EVP_Digest(key, keylen, md, &mdlen, EVP_sha256(), NULL)) abort();
+    if (!EVP_Digest(key, keylen, md, NULL, EVP_sha256(), NULL)) abort();
     for (int i = 0; i < NAME_HEX / 2; i++) {
         hex[2 * i] = digits[md[i] >> 4];
         hex[2 * i + 1] = digits[md[i] & 15];
     }
     hex[NAME_HEX] = '\0';
-}
-
-static void key_paths(const void *key, size_t keylen, char *dir, char *obj, char *hex)
-{
-    key_hex(key, keylen, hex);
-    snprintf(dir, 8, "%.1s/%.2s", hex, hex + 1);
-    snprintf(obj, REL_MAX, "%s/%s.obj", dir, hex);
+    if (dir) snprintf(dir, 8, "%.1s/%.2s", hex, hex + 1);
+    if (obj) snprintf(obj, REL_MAX, "%.1s/%.2s/%s.obj", hex, hex + 1, hex);
 }
 
 static int is_hex(const char *s, size_t n)
@@ -241,6 +209,13 @@ static int is_hexn(const char *name, size_t n)
     return strlen(name) == n && is_hex(name, n);
 }
 
+static void uncount(disk_store *s, off_t size) /* s->mu held */
+{
+    uint64_t fp = footprint((uint64_t)size);
+    s->used = s->used > fp ? s->used - fp : 0;
+    if (s->count) s->count--;
+}
+
 /* Remove rel only if it is still the inode we examined: a commit may have
  * renamed a new object over it since, and that one must survive. */
 static void remove_if_same(disk_store *s, const char *rel, dev_t dev, ino_t ino)
@@ -248,11 +223,8 @@ static void remove_if_same(disk_store *s, const char *rel, dev_t dev, ino_t ino)
     struct stat st;
     pthread_mutex_lock(&s->mu);
     if (fstatat(s->root, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == dev &&
-        st.st_ino == ino && unlinkat(s->root, rel, 0) == 0) {
-        uint64_t fp = footprint((uint64_t)st.st_size);
-        s->used = s->used > fp ? s->used - fp : 0;
-        if (s->count) s->count--;
-    }
+        st.st_ino == ino && unlinkat(s->root, rel, 0) == 0)
+        uncount(s, st.st_size);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -267,7 +239,8 @@ static void head_free(obj_head *h)
 }
 
 /*
- * Validate a file from its header, key, metadata and trailer, never its body.
+ * Validate a file from its header, key, metadata and trailer, never its body
+ * (small files come in one read: the trailer is then already in the buffer).
  * DISK_OK (h filled), DISK_ERR_CORRUPT or DISK_ERR_IO.
  */
 static int load_head(int fd, uint64_t fsize, obj_head *h, int want_crcs)
@@ -275,12 +248,12 @@ static int load_head(int fd, uint64_t fsize, obj_head *h, int want_crcs)
     unsigned char b[HEAD_READ], *t = NULL;
     size_t first = fsize < HEAD_READ ? (size_t)fsize : HEAD_READ;
     int rc = DISK_ERR_CORRUPT;
+    ssize_t r;
 
     memset(h, 0, sizeof *h);
     h->file_size = fsize;
     if (fsize < HDR_SIZE + TRL_FIXED) return DISK_ERR_CORRUPT;
-    ssize_t r = pread_all(fd, b, first, 0);
-    if (r < 0) return DISK_ERR_IO;
+    if ((r = pread_all(fd, b, first, 0)) < 0) return DISK_ERR_IO;
     if ((size_t)r != first || memcmp(b, OBJ_MAGIC, 8) != 0 || get32(b + 8) != DISK_FORMAT_VERSION ||
         get32(b + 12) != 0 || get32(b + 36) != 0 || get32(b + 64) != 0)
         return DISK_ERR_CORRUPT;
@@ -295,35 +268,25 @@ static int load_head(int fd, uint64_t fsize, obj_head *h, int want_crcs)
         h->chunk_size < MIN_CHUNK || h->chunk_size > MAX_CHUNK || h->body_size > fsize)
         return DISK_ERR_CORRUPT;
     h->nchunks = (h->body_size + h->chunk_size - 1) / h->chunk_size;
-    size_t km = (size_t)h->key_len + h->meta_len;
-    uint64_t tlen = 4 * h->nchunks + TRL_FIXED;
-    if (h->nchunks > UINT32_MAX || HDR_SIZE + km + h->body_size + tlen != fsize)
+    size_t km = (size_t)h->key_len + h->meta_len, tab = 4 * h->nchunks;
+    if (h->nchunks > UINT32_MAX || HDR_SIZE + km + h->body_size + tab + TRL_FIXED != fsize)
         return DISK_ERR_CORRUPT;
 
     h->km = sh_malloc(km);
-    size_t have = first > HDR_SIZE ? first - HDR_SIZE : 0;
-    if (have > km) have = km;
+    size_t have = first - HDR_SIZE < km ? first - HDR_SIZE : km;
     memcpy(h->km, b + HDR_SIZE, have);
-    if (have < km) {
-        r = pread_all(fd, h->km + have, km - have, HDR_SIZE + have);
-        if (r < 0) goto io;
-        if ((size_t)r != km - have) goto out;
-    }
-    uint32_t crc = (uint32_t)crc32_z(0, h->km, km);
-    crc = (uint32_t)crc32_z(crc, b, HDR_CRC_OFF);
+    if (have < km && (r = pread_all(fd, h->km + have, km - have, HDR_SIZE + have)) < 0) goto io;
+    if (have < km && (size_t)r != km - have) goto out;
+    uint32_t crc = (uint32_t)crc32_z(crc32_z(0, h->km, km), b, HDR_CRC_OFF);
     if (crc != h->hdr_crc) goto out;
 
-    uint64_t toff = fsize - tlen;
-    if (toff + tlen <= first) {
-        t = sh_malloc(tlen);
-        memcpy(t, b + toff, tlen);
+    t = sh_malloc(tab + TRL_FIXED);
+    if (fsize <= first) {
+        memcpy(t, b + fsize - tab - TRL_FIXED, tab + TRL_FIXED);
     } else {
-        t = sh_malloc(tlen);
-        r = pread_all(fd, t, tlen, toff);
-        if (r < 0) goto io;
-        if ((uint64_t)r != tlen) goto out;
+        if ((r = pread_all(fd, t, tab + TRL_FIXED, fsize - tab - TRL_FIXED)) < 0) goto io;
+        if ((size_t)r != tab + TRL_FIXED) goto out;
     }
-    size_t tab = 4 * h->nchunks;
     if (memcmp(t + tab + 8, END_MAGIC, 8) != 0 || get32(t + tab) != h->nchunks ||
         get32(t + tab + 4) != (uint32_t)crc32_z(h->hdr_crc, t, tab + 4))
         goto out;
@@ -342,21 +305,31 @@ out:
     return rc;
 }
 
+static disk_info head_info(const obj_head *h)
+{
+    disk_info info = {.body_size = h->body_size,
+                      .stored_at_ms = h->stored_at,
+                      .chunk_size = h->chunk_size,
+                      .meta = h->km + h->key_len,
+                      .meta_len = h->meta_len,
+                      .footprint = footprint(h->file_size)};
+    memcpy(info.md5, h->md5, 16);
+    return info;
+}
+
 /* ---- store ---------------------------------------------------------------------------------- */
 
 static int mkdir_p(const char *path)
 {
     char *p = sh_strdup(path);
-    for (char *c = p + 1; *c; c++) {
+    int r = 0;
+    for (char *c = p + 1; *c && r == 0; c++) {
         if (*c != '/') continue;
         *c = '\0';
-        if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-            sh_free(p);
-            return -1;
-        }
+        r = mkdir(p, 0755) < 0 && errno != EEXIST ? -1 : 0;
         *c = '/';
     }
-    int r = mkdir(p, 0755) < 0 && errno != EEXIST ? -1 : 0;
+    if (r == 0) r = mkdir(p, 0755) < 0 && errno != EEXIST ? -1 : 0;
     sh_free(p);
     return r;
 }
@@ -364,41 +337,23 @@ static int mkdir_p(const char *path)
 /* True when the directory holds nothing but what disk_open itself creates. */
 static int dir_is_fresh(int root)
 {
-    int fd = openat(root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = openat(root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), fresh = 1;
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     struct dirent *e;
-    int fresh = 1;
     if (!d) {
         if (fd >= 0) close(fd);
         return 0;
     }
-    while (fresh && (e = readdir(d))) {
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "LOCK") &&
-            strcmp(e->d_name, "VERSION.tmp"))
-            fresh = 0;
-    }
+    while (fresh && (e = readdir(d)))
+        fresh = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, "LOCK") ||
+                !strcmp(e->d_name, "VERSION.tmp");
     closedir(d);
     return fresh;
 }
 
-static int write_version(int root)
-{
-    char line[64];
-    int n = snprintf(line, sizeof line, VERSION_PREFIX "%d\n", DISK_FORMAT_VERSION);
-    int fd = openat(root, "VERSION.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return -1;
-    if (write_all(fd, line, (size_t)n) < 0 || fsync(fd) < 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    if (close(fd) < 0 || renameat(root, "VERSION.tmp", root, "VERSION") < 0) return -1;
-    return fsync_dir(root, ".");
-}
-
 /* Accept our VERSION file (rewriting it for another format version: the scan
- * then drops the old objects by their header version), or a fresh directory. */
+ * then drops the old objects by their header version), or a fresh directory;
+ * refuse anything else, since the scan deletes files it does not know. */
 static int check_version(int root, const char *dir, char *err, size_t errlen)
 {
     char buf[64];
@@ -422,7 +377,8 @@ static int check_version(int root, const char *dir, char *err, size_t errlen)
                  dir);
         return -1;
     }
-    if (write_version(root) < 0) {
+    int n = snprintf(buf, sizeof buf, VERSION_PREFIX "%d\n", DISK_FORMAT_VERSION);
+    if (replace_file(root, "VERSION", "VERSION.tmp", buf, (size_t)n) < 0) {
         snprintf(err, errlen, "%s/VERSION: %s", dir, strerror(errno));
         return -1;
     }
@@ -442,12 +398,8 @@ disk_store *disk_open(const char *dir, uint64_t max_bytes, char *err, size_t err
         return NULL;
     }
     lock = openat(root, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (lock < 0) {
-        snprintf(err, errlen, "%s/LOCK: %s", dir, strerror(errno));
-        goto fail;
-    }
-    if (flock(lock, LOCK_EX | LOCK_NB) < 0) {
-        if (errno == EWOULDBLOCK)
+    if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) < 0) {
+        if (lock >= 0 && errno == EWOULDBLOCK)
             snprintf(err, errlen, "%s is in use by another cache store (LOCK held)", dir);
         else
             snprintf(err, errlen, "%s/LOCK: %s", dir, strerror(errno));
@@ -505,6 +457,23 @@ void disk_set_fsync(disk_store *s, int on)
 
 /* ---- scan ----------------------------------------------------------------------------------- */
 
+typedef struct {
+    disk_store *s;
+    disk_scan_cb cb;
+    void *ud;
+    char (*leaves)[5]; /* "a/bc" */
+    size_t nleaves;
+    size_t next; /* atomic: next leaf to scan */
+    pthread_mutex_t mu;
+    disk_scan_stats st; /* merged from the workers under mu */
+} scan_job;
+
+typedef struct {
+    ino_t ino;
+    int kind;
+    char *name;
+} leaf_ent;
+
 /* Directory, regular file or something else, without a stat when d_type says. */
 static int entry_kind(int dfd, const struct dirent *e)
 {
@@ -524,51 +493,53 @@ static void drop(int dfd, const char *name, uint64_t *counter, disk_scan_stats *
         st->errors++;
 }
 
-/* Validate one "<32 hex>.obj" file found in a/bc/ and report it. */
-static void scan_object(int dfd, const char *name, disk_scan_cb cb, void *ud, disk_scan_stats *st)
+/* Validate one "<32 hex>.obj" file and report it; unreadable (EIO) counts as corrupt. */
+static void scan_object(scan_job *j, int dfd, const char *name, disk_scan_stats *st)
 {
     struct stat sb;
     obj_head h;
     char hex[NAME_HEX + 1];
-    int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int rc = DISK_ERR_CORRUPT, fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 
-    if (fd < 0 || fstat(fd, &sb) < 0) {
-        if (fd >= 0) close(fd);
+    if (fd < 0) {
         st->errors++;
         return;
     }
-    int rc = load_head(fd, (uint64_t)sb.st_size, &h, 0);
+    if (fstat(fd, &sb) == 0) rc = load_head(fd, (uint64_t)sb.st_size, &h, 0);
     close(fd);
     if (rc == DISK_OK) {
-        key_hex(h.km, h.key_len, hex);
-        if (memcmp(hex, name, NAME_HEX) != 0) {
+        key_paths(h.km, h.key_len, NULL, NULL, hex);
+        if (memcmp(hex, name, NAME_HEX) != 0) { /* someone else's file under this name */
             head_free(&h);
             rc = DISK_ERR_CORRUPT;
         }
     }
-    if (rc != DISK_OK) { /* unreadable (EIO) is as unservable as corrupt */
+    if (rc != DISK_OK) {
         drop(dfd, name, &st->dropped_corrupt, st);
         return;
     }
-    disk_info info = {.body_size = h.body_size,
-                      .stored_at_ms = h.stored_at,
-                      .chunk_size = h.chunk_size,
-                      .meta = h.km + h.key_len,
-                      .meta_len = h.meta_len,
-                      .footprint = footprint(h.file_size)};
-    memcpy(info.md5, h.md5, 16);
-    if (cb) cb(ud, h.km, h.key_len, &info);
+    disk_info info = head_info(&h);
+    if (j->cb) j->cb(j->ud, h.km, h.key_len, &info);
     st->kept++;
     st->kept_bytes += info.footprint;
     head_free(&h);
 }
 
-/* Scan a/bc/: l1 is a/, prefix "abc" is what every object name there starts with. */
-static void scan_leaf(int l1, const char *name, const char *prefix, disk_scan_cb cb, void *ud,
-                      disk_scan_stats *st)
+static int by_ino(const void *a, const void *b)
 {
-    int dfd = openat(l1, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    const leaf_ent *x = a, *y = b;
+    return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
+/* Scan one leaf "a/bc". Files are visited in inode order: hash order would
+ * make every open a random inode-table read on a cold cache. */
+static void scan_leaf(scan_job *j, const char *rel, disk_scan_stats *st)
+{
+    int dfd = openat(j->s->root, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    const char prefix[3] = {rel[0], rel[2], rel[3]};
+    leaf_ent *v = NULL;
+    size_t n = 0, cap = 0;
     struct dirent *e;
 
     if (!d) {
@@ -577,64 +548,116 @@ static void scan_leaf(int l1, const char *name, const char *prefix, disk_scan_cb
         return;
     }
     while ((e = readdir(d))) {
-        const char *n = e->d_name;
-        if (!strcmp(n, ".") || !strcmp(n, "..")) continue;
-        int kind = entry_kind(dfd, e);
-        if (kind == 'd') {
-            st->errors++; /* not ours, and not a file: leave it */
-        } else if (strstr(n, ".tmp.")) {
-            drop(dfd, n, &st->dropped_temp, st);
-        } else if (kind == 'f' && strlen(n) == NAME_HEX + 4 && is_hex(n, NAME_HEX) &&
-                   !strcmp(n + NAME_HEX, ".obj") && !memcmp(n, prefix, 3)) {
-            scan_object(dfd, n, cb, ud, st);
-        } else {
-            drop(dfd, n, &st->dropped_stray, st);
-        }
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (n == cap) v = sh_realloc(v, (cap = cap ? 2 * cap : 64) * sizeof *v);
+        v[n++] = (leaf_ent){e->d_ino, entry_kind(dfd, e), sh_strdup(e->d_name)};
     }
+    if (n) qsort(v, n, sizeof *v, by_ino); /* v is NULL when empty */
+    for (size_t i = 0; i < n; i++) {
+        const char *nm = v[i].name;
+        if (v[i].kind == 'd')
+            st->errors++; /* not ours, and not a file: leave it */
+        else if (strstr(nm, ".tmp."))
+            drop(dfd, nm, &st->dropped_temp, st);
+        else if (v[i].kind == 'f' && strlen(nm) == NAME_HEX + 4 && is_hex(nm, NAME_HEX) &&
+                 !strcmp(nm + NAME_HEX, ".obj") && !memcmp(nm, prefix, 3))
+            scan_object(j, dfd, nm, st);
+        else
+            drop(dfd, nm, &st->dropped_stray, st);
+        sh_free(v[i].name);
+    }
+    sh_free(v);
     closedir(d);
 }
 
-int disk_scan(disk_store *s, disk_scan_cb cb, void *ud, disk_scan_stats *stats)
+static void stats_add(disk_scan_stats *a, const disk_scan_stats *b)
 {
+    a->kept += b->kept;
+    a->kept_bytes += b->kept_bytes;
+    a->dropped_corrupt += b->dropped_corrupt;
+    a->dropped_temp += b->dropped_temp;
+    a->dropped_stray += b->dropped_stray;
+    a->errors += b->errors;
+}
+
+static void *scan_worker(void *arg)
+{
+    scan_job *j = arg;
     disk_scan_stats st = {0};
-    int tfd = openat(s->root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    size_t i;
+    while ((i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED)) < j->nleaves)
+        scan_leaf(j, j->leaves[i], &st);
+    pthread_mutex_lock(&j->mu);
+    stats_add(&j->st, &st);
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
+/* List the leaves "a/bc" (and clean strays at level one) on the calling thread:
+ * at most 16 + 16 small directories. */
+static int list_leaves(scan_job *j)
+{
+    int tfd = openat(j->s->root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *top = tfd >= 0 ? fdopendir(tfd) : NULL;
     struct dirent *e, *e1;
+    size_t cap = 0;
 
     if (!top) {
         if (tfd >= 0) close(tfd);
-        return DISK_ERR_IO;
+        return -1;
     }
     while ((e = readdir(top))) {
         if (!is_hexn(e->d_name, 1) || entry_kind(tfd, e) != 'd') continue;
-        int l1 = openat(s->root, e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        int l1 = openat(tfd, e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         DIR *d1 = l1 >= 0 ? fdopendir(l1) : NULL;
         if (!d1) {
             if (l1 >= 0) close(l1);
-            st.errors++;
+            j->st.errors++;
             continue;
         }
         while ((e1 = readdir(d1))) {
             const char *n = e1->d_name;
-            if (!strcmp(n, ".") || !strcmp(n, "..")) continue;
             int kind = entry_kind(l1, e1);
+            if (!strcmp(n, ".") || !strcmp(n, "..")) continue;
             if (kind == 'd' && is_hexn(n, 2)) {
-                char prefix[4] = {e->d_name[0], n[0], n[1], 0};
-                scan_leaf(l1, n, prefix, cb, ud, &st);
+                if (j->nleaves == cap)
+                    j->leaves = sh_realloc(j->leaves, (cap = cap ? 2 * cap : 256) * 5);
+                snprintf(j->leaves[j->nleaves++], 5, "%c/%.2s", e->d_name[0], n);
             } else if (kind == 'd') {
-                st.errors++;
+                j->st.errors++;
             } else {
-                drop(l1, n, strstr(n, ".tmp.") ? &st.dropped_temp : &st.dropped_stray, &st);
+                drop(l1, n, strstr(n, ".tmp.") ? &j->st.dropped_temp : &j->st.dropped_stray,
+                     &j->st);
             }
         }
         closedir(d1);
     }
     closedir(top);
+    return 0;
+}
+
+int disk_scan(disk_store *s, unsigned threads, disk_scan_cb cb, void *ud, disk_scan_stats *stats)
+{
+    scan_job j = {.s = s, .cb = cb, .ud = ud};
+    pthread_t tid[MAX_SCAN_THR];
+    unsigned started = 0;
+
+    if (list_leaves(&j) < 0) return DISK_ERR_IO;
+    pthread_mutex_init(&j.mu, NULL);
+    if (threads > MAX_SCAN_THR) threads = MAX_SCAN_THR;
+    while (started + 1 < threads && started + 1 < j.nleaves &&
+           pthread_create(&tid[started], NULL, scan_worker, &j) == 0)
+        started++;
+    scan_worker(&j); /* the calling thread works too; fewer threads if creation failed */
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(tid[i], NULL);
+    pthread_mutex_destroy(&j.mu);
+    sh_free(j.leaves);
     pthread_mutex_lock(&s->mu);
-    s->used = st.kept_bytes;
-    s->count = st.kept;
+    s->used = j.st.kept_bytes;
+    s->count = j.st.kept;
     pthread_mutex_unlock(&s->mu);
-    if (stats) *stats = st;
+    if (stats) *stats = j.st;
     return DISK_OK;
 }
 
@@ -644,7 +667,9 @@ disk_writer *disk_writer_begin(disk_store *s, const void *key, size_t keylen, co
                                size_t metalen)
 {
     char hex[NAME_HEX + 1];
+    unsigned char zero[HDR_SIZE] = {0};
     int made = 0, e;
+    struct timespec ts;
 
     if (!s || !key || keylen == 0 || keylen > DISK_MAX_KEY || metalen > DISK_MAX_META ||
         (!meta && metalen)) {
@@ -653,7 +678,6 @@ disk_writer *disk_writer_begin(disk_store *s, const void *key, size_t keylen, co
     }
     disk_writer *w = sh_calloc(1, sizeof *w);
     w->s = s;
-    w->fd = -1;
     key_paths(key, keylen, w->dir, w->obj, hex);
     for (int attempt = 0; attempt < 16; attempt++) {
         uint64_t seq = __atomic_fetch_add(&s->tmp_seq, 1, __ATOMIC_RELAXED);
@@ -670,18 +694,21 @@ disk_writer *disk_writer_begin(disk_store *s, const void *key, size_t keylen, co
             break;
         }
     }
-    if (w->fd < 0) goto fail;
-
-    unsigned char zero[HDR_SIZE] = {0};
-    if (write_all(w->fd, zero, HDR_SIZE) < 0 || write_all(w->fd, key, keylen) < 0 ||
-        (metalen && write_all(w->fd, meta, metalen) < 0))
+    /* A zeroed header (no magic) until commit; then the key and metadata. */
+    if (w->fd < 0 || pwrite_all(w->fd, zero, HDR_SIZE, 0) < 0 ||
+        pwrite_all(w->fd, key, keylen, HDR_SIZE) < 0 ||
+        pwrite_all(w->fd, meta, metalen, HDR_SIZE + keylen) < 0)
         goto fail;
     w->key_len = (uint32_t)keylen;
     w->meta_len = (uint32_t)metalen;
-    w->km_crc = (uint32_t)crc32_z(crc32_z(0, key, keylen), meta, metalen);
+    w->off = HDR_SIZE + keylen + metalen;
+    /* Not crc32_z(crc, NULL, 0): zlib returns 0 for a NULL buffer, dropping crc. */
+    w->km_crc = (uint32_t)crc32_z(0, key, keylen);
+    if (metalen) w->km_crc = (uint32_t)crc32_z(w->km_crc, meta, metalen);
     w->md5 = EVP_MD_CTX_new();
     if (!w->md5 || !EVP_DigestInit_ex(w->md5, EVP_md5(), NULL)) abort();
-    w->stored_at = now_ms();
+    clock_gettime(CLOCK_REALTIME, &ts);
+    w->stored_at = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     return w;
 fail:
     e = errno;
@@ -694,19 +721,9 @@ fail:
     return NULL;
 }
 
-static void writer_fail(disk_writer *w, int e)
-{
-    w->err = e ? e : EIO;
-    if (!w->unlinked) unlinkat(w->s->root, w->tmp, 0);
-    w->unlinked = 1;
-}
-
 static void push_crc(disk_writer *w)
 {
-    if (w->ncrcs == w->cap) {
-        w->cap = w->cap ? w->cap * 2 : 16;
-        w->crcs = sh_realloc(w->crcs, w->cap * sizeof *w->crcs);
-    }
+    if (w->ncrcs == w->cap) w->crcs = sh_realloc(w->crcs, (w->cap = w->cap ? w->cap * 2 : 16) * 4);
     w->crcs[w->ncrcs++] = w->crc;
     w->crc = 0;
     w->fill = 0;
@@ -716,20 +733,21 @@ int disk_writer_append(disk_writer *w, const void *data, size_t len)
 {
     const unsigned char *p = data;
 
+    if (!w->err && pwrite_all(w->fd, data, len, w->off) < 0) {
+        /* Unlink now: on a full disk the space comes back before the commit. */
+        w->err = errno ? errno : EIO;
+        unlinkat(w->s->root, w->tmp, 0);
+        w->unlinked = 1;
+    }
     if (w->err) {
         errno = w->err;
         return -1;
     }
-    if (write_all(w->fd, data, len) < 0) {
-        writer_fail(w, errno);
-        errno = w->err;
-        return -1;
-    }
     EVP_DigestUpdate(w->md5, data, len);
+    w->off += len;
     w->body += len;
     while (len) {
-        size_t n = DISK_CHUNK_SIZE - w->fill;
-        if (n > len) n = len;
+        size_t n = DISK_CHUNK_SIZE - w->fill < len ? DISK_CHUNK_SIZE - w->fill : len;
         w->crc = (uint32_t)crc32_z(w->crc, p, n);
         w->fill += (uint32_t)n;
         p += n;
@@ -783,7 +801,7 @@ int disk_writer_commit(disk_writer *w, int64_t expected_size, const unsigned cha
         goto out;
     }
     size_t tab = 4 * w->ncrcs;
-    uint64_t fp = footprint(HDR_SIZE + w->key_len + w->meta_len + w->body + tab + TRL_FIXED);
+    uint64_t fp = footprint(w->off + tab + TRL_FIXED);
     pthread_mutex_lock(&s->mu);
     full = over_cap(s, fp); /* early, before paying for the fsync */
     pthread_mutex_unlock(&s->mu);
@@ -809,9 +827,11 @@ int disk_writer_commit(disk_writer *w, int64_t expected_size, const unsigned cha
     put32(trl + tab + 4, (uint32_t)crc32_z(hcrc, trl, tab + 4));
     memcpy(trl + tab + 8, END_MAGIC, 8);
 
-    /* Trailer, then header: until the header is written the file has no magic. */
-    if (write_all(w->fd, trl, tab + TRL_FIXED) < 0 || pwrite_all(w->fd, hdr, HDR_SIZE, 0) < 0 ||
-        (s->sync && fsync(w->fd) < 0) || fstat(w->fd, &nst) < 0)
+    /* Trailer, then the header that makes the file valid, then fsync: the
+     * rename below only ever publishes complete, durable bytes. */
+    if (pwrite_all(w->fd, trl, tab + TRL_FIXED, w->off) < 0 ||
+        pwrite_all(w->fd, hdr, HDR_SIZE, 0) < 0 || (s->sync && fsync(w->fd) < 0) ||
+        fstat(w->fd, &nst) < 0)
         goto out;
     int fd = w->fd;
     w->fd = -1;
@@ -829,13 +849,9 @@ int disk_writer_commit(disk_writer *w, int64_t expected_size, const unsigned cha
         goto out;
     }
     w->unlinked = 1;
+    if (had_old) uncount(s, old.st_size);
     s->used += fp;
-    if (had_old) {
-        uint64_t ofp = footprint((uint64_t)old.st_size);
-        s->used = s->used > ofp ? s->used - ofp : 0;
-    } else {
-        s->count++;
-    }
+    s->count++;
     pthread_mutex_unlock(&s->mu);
 
     /* Without this the rename may not survive a power loss; if it fails, take
@@ -857,17 +873,18 @@ out:
 
 int disk_open_entry(disk_store *s, const void *key, size_t keylen, disk_entry **out)
 {
-    char dir[8], hex[NAME_HEX + 1];
+    char hex[NAME_HEX + 1];
     struct stat st;
+    int rc;
 
     *out = NULL;
     if (!key || keylen == 0 || keylen > DISK_MAX_KEY) return DISK_ERR_INVALID;
     disk_entry *e = sh_calloc(1, sizeof *e);
     e->s = s;
-    key_paths(key, keylen, dir, e->obj, hex);
+    key_paths(key, keylen, NULL, e->obj, hex);
     e->fd = openat(s->root, e->obj, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (e->fd < 0) {
-        int rc = errno == ENOENT ? DISK_ERR_NOTFOUND : DISK_ERR_IO;
+        rc = errno == ENOENT ? DISK_ERR_NOTFOUND : DISK_ERR_IO;
         sh_free(e);
         return rc;
     }
@@ -877,22 +894,16 @@ int disk_open_entry(disk_store *s, const void *key, size_t keylen, disk_entry **
     }
     e->dev = st.st_dev;
     e->ino = st.st_ino;
-    int rc = load_head(e->fd, (uint64_t)st.st_size, &e->h, 1);
+    rc = load_head(e->fd, (uint64_t)st.st_size, &e->h, 1);
     if (rc == DISK_ERR_CORRUPT) remove_if_same(s, e->obj, e->dev, e->ino);
     if (rc == DISK_OK && (e->h.key_len != keylen || memcmp(e->h.km, key, keylen) != 0))
-        rc = DISK_ERR_NOTFOUND;
+        rc = DISK_ERR_NOTFOUND; /* another key with the same 128-bit hash */
     if (rc != DISK_OK) {
         disk_entry_close(e);
         return rc;
     }
     e->body_off = HDR_SIZE + (uint64_t)e->h.key_len + e->h.meta_len;
-    e->info = (disk_info){.body_size = e->h.body_size,
-                          .stored_at_ms = e->h.stored_at,
-                          .chunk_size = e->h.chunk_size,
-                          .meta = e->h.km + e->h.key_len,
-                          .meta_len = e->h.meta_len,
-                          .footprint = footprint(e->h.file_size)};
-    memcpy(e->info.md5, e->h.md5, 16);
+    e->info = head_info(&e->h);
     *out = e;
     return DISK_OK;
 }
@@ -917,36 +928,29 @@ void disk_entry_close(disk_entry *e)
     sh_free(e);
 }
 
-static void entry_corrupt(disk_entry *e)
-{
-    remove_if_same(e->s, e->obj, e->dev, e->ino);
-    errno = EBADMSG;
-}
-
-/* Read chunk c whole into dst and check its CRC. 0, or -1 with errno. */
-static int read_chunk(disk_entry *e, uint64_t c, unsigned char *dst, size_t clen)
-{
-    ssize_t r = pread_all(e->fd, dst, clen, e->body_off + c * e->h.chunk_size);
-    if (r < 0) return -1;
-    if ((size_t)r != clen || (uint32_t)crc32_z(0, dst, clen) != e->h.crcs[c]) {
-        entry_corrupt(e);
-        return -1;
-    }
-    return 0;
-}
-
 static size_t chunk_len(const disk_entry *e, uint64_t c)
 {
-    uint64_t start = c * e->h.chunk_size, left = e->h.body_size - start;
+    uint64_t left = e->h.body_size - c * e->h.chunk_size;
     return left < e->h.chunk_size ? (size_t)left : e->h.chunk_size;
 }
 
-static unsigned char *scratch(disk_entry *e)
+/* Read chunk c whole into dst (the scratch buffer when NULL) and check its CRC.
+ * 0, or -1 with errno (EBADMSG after removing the file). */
+static int read_chunk(disk_entry *e, uint64_t c, unsigned char *dst)
 {
-    if (!e->scratch)
-        e->scratch =
-            sh_malloc(e->h.body_size < e->h.chunk_size ? e->h.body_size + 1 : e->h.chunk_size);
-    return e->scratch;
+    size_t clen = chunk_len(e, c);
+    if (!dst) {
+        if (!e->scratch) e->scratch = sh_malloc(e->h.chunk_size);
+        dst = e->scratch;
+    }
+    ssize_t r = pread_all(e->fd, dst, clen, e->body_off + c * e->h.chunk_size);
+    if (r < 0) return -1;
+    if ((size_t)r != clen || (uint32_t)crc32_z(0, dst, clen) != e->h.crcs[c]) {
+        remove_if_same(e->s, e->obj, e->dev, e->ino);
+        errno = EBADMSG;
+        return -1;
+    }
+    return 0;
 }
 
 ssize_t disk_read_body(disk_entry *e, uint64_t off, void *buf, size_t len)
@@ -959,15 +963,14 @@ ssize_t disk_read_body(disk_entry *e, uint64_t off, void *buf, size_t len)
     if (len > SSIZE_MAX) len = SSIZE_MAX;
     while (done < len) {
         uint64_t pos = off + done, c = pos / e->h.chunk_size;
-        uint64_t in = pos - c * e->h.chunk_size;
-        size_t clen = chunk_len(e, c), want = len - done;
+        size_t in = (size_t)(pos - c * e->h.chunk_size), clen = chunk_len(e, c), want = len - done;
         if (in == 0 && want >= clen) { /* whole chunk: straight into the caller's buffer */
-            if (read_chunk(e, c, out + done, clen) < 0) return -1;
+            if (read_chunk(e, c, out + done) < 0) return -1;
             done += clen;
             continue;
         }
-        if (want > clen - in) want = clen - (size_t)in;
-        if (read_chunk(e, c, scratch(e), clen) < 0) return -1;
+        if (want > clen - in) want = clen - in;
+        if (read_chunk(e, c, NULL) < 0) return -1;
         memcpy(out + done, e->scratch + in, want);
         done += want;
     }
@@ -982,18 +985,14 @@ int disk_entry_verify(disk_entry *e)
 
     if (!ctx || !EVP_DigestInit_ex(ctx, EVP_md5(), NULL)) abort();
     for (uint64_t c = 0; c < e->h.nchunks && rc == DISK_OK; c++) {
-        size_t clen = chunk_len(e, c);
-        if (read_chunk(e, c, scratch(e), clen) < 0)
+        if (read_chunk(e, c, NULL) < 0)
             rc = errno == EBADMSG ? DISK_ERR_CORRUPT : DISK_ERR_IO;
         else
-            EVP_DigestUpdate(ctx, e->scratch, clen);
+            EVP_DigestUpdate(ctx, e->scratch, chunk_len(e, c));
     }
-    if (rc == DISK_OK) {
-        if (!EVP_DigestFinal_ex(ctx, md5, NULL)) abort();
-        if (memcmp(md5, e->h.md5, 16) != 0) {
-            entry_corrupt(e);
-            rc = DISK_ERR_CORRUPT;
-        }
+    if (rc == DISK_OK && (!EVP_DigestFinal_ex(ctx, md5, NULL) || memcmp(md5, e->h.md5, 16))) {
+        remove_if_same(e->s, e->obj, e->dev, e->ino);
+        rc = DISK_ERR_CORRUPT;
     }
     EVP_MD_CTX_free(ctx);
     return rc;
@@ -1003,20 +1002,17 @@ int disk_entry_verify(disk_entry *e)
 
 int disk_remove(disk_store *s, const void *key, size_t keylen)
 {
-    char dir[8], obj[REL_MAX], hex[NAME_HEX + 1];
+    char obj[REL_MAX], hex[NAME_HEX + 1];
     struct stat st;
     int rc = DISK_OK;
 
     if (!key || keylen == 0 || keylen > DISK_MAX_KEY) return DISK_ERR_INVALID;
-    key_paths(key, keylen, dir, obj, hex);
+    key_paths(key, keylen, NULL, obj, hex);
     pthread_mutex_lock(&s->mu);
-    if (fstatat(s->root, obj, &st, AT_SYMLINK_NOFOLLOW) < 0 || unlinkat(s->root, obj, 0) < 0) {
+    if (fstatat(s->root, obj, &st, AT_SYMLINK_NOFOLLOW) < 0 || unlinkat(s->root, obj, 0) < 0)
         rc = errno == ENOENT ? DISK_ERR_NOTFOUND : DISK_ERR_IO;
-    } else {
-        uint64_t fp = footprint((uint64_t)st.st_size);
-        s->used = s->used > fp ? s->used - fp : 0;
-        if (s->count) s->count--;
-    }
+    else
+        uncount(s, st.st_size);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -1033,16 +1029,12 @@ int disk_rewrite_meta(disk_store *s, const void *key, size_t keylen, const void 
         disk_entry_close(e);
         return rc;
     }
-    unsigned char *buf = sh_malloc(e->h.chunk_size);
-    for (uint64_t off = 0; off < e->h.body_size;) {
-        ssize_t n = disk_read_body(e, off, buf, e->h.chunk_size);
-        if (n <= 0 || disk_writer_append(w, buf, (size_t)n) < 0) {
-            rc = n <= 0 && errno == EBADMSG ? DISK_ERR_CORRUPT : DISK_ERR_IO;
-            break;
-        }
-        off += (uint64_t)n;
+    for (uint64_t c = 0; c < e->h.nchunks && rc == DISK_OK; c++) {
+        if (read_chunk(e, c, NULL) < 0)
+            rc = errno == EBADMSG ? DISK_ERR_CORRUPT : DISK_ERR_IO;
+        else if (disk_writer_append(w, e->scratch, chunk_len(e, c)) < 0)
+            rc = DISK_ERR_IO;
     }
-    sh_free(buf);
     if (rc == DISK_OK)
         rc = disk_writer_commit(w, (int64_t)e->h.body_size, e->h.md5);
     else
@@ -1056,8 +1048,7 @@ int disk_rewrite_meta(disk_store *s, const void *key, size_t keylen, const void 
 /* "<crc> <time> <escaped pattern>\n" in a fresh buffer. */
 static char *rule_line(const char *pattern, int64_t t, size_t *len)
 {
-    size_t plen = strlen(pattern);
-    char *buf = sh_malloc(plen * 3 + 40), *body = buf + 9, *o;
+    char *buf = sh_malloc(strlen(pattern) * 3 + 40), *body = buf + 9, *o;
 
     o = body + sprintf(body, "%" PRId64 " ", t);
     for (const unsigned char *p = (const unsigned char *)pattern; *p; p++) {
@@ -1066,10 +1057,8 @@ static char *rule_line(const char *pattern, int64_t t, size_t *len)
         else
             *o++ = (char)*p;
     }
-    char crc[9];
-    snprintf(crc, sizeof crc, "%08x",
-             (unsigned)crc32_z(0, (unsigned char *)body, (size_t)(o - body)));
-    memcpy(buf, crc, 8);
+    uint32_t crc = (uint32_t)crc32_z(0, (unsigned char *)body, (size_t)(o - body));
+    snprintf(buf, 9, "%08x", (unsigned)crc);
     buf[8] = ' ';
     *o++ = '\n';
     *len = (size_t)(o - buf);
@@ -1084,25 +1073,24 @@ int disk_rules_append(disk_store *s, const char *pattern, int64_t time)
     int rc = DISK_ERR_IO;
 
     if (!pattern || strlen(pattern) > DISK_MAX_PATTERN) return DISK_ERR_INVALID;
-    char *line = rule_line(pattern, time, &len);
+    char *line = rule_line(pattern, time, &len), *w = line;
+    /* s->mu makes this thread the only writer (the flock excludes other processes). */
     pthread_mutex_lock(&s->mu);
-    int fd = openat(s->root, RULES_LOG, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    int fd = openat(s->root, RULES_LOG, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0 || fstat(fd, &st) < 0) goto out;
     if (st.st_size > 0 && pread_all(fd, &last, 1, (uint64_t)st.st_size - 1) != 1) goto out;
-    /* After a torn line, start a new one: one write, so the line is whole or torn. */
-    char *w = line;
-    if (last != '\n') {
+    if (last != '\n') { /* after a torn line, start a new one */
         w = sh_malloc(len + 1);
         w[0] = '\n';
         memcpy(w + 1, line, len++);
     }
-    int bad = write_all(fd, w, len) < 0 || fsync(fd) < 0 ||
-              (st.st_size == 0 && fsync_dir(s->root, ".") < 0);
-    if (w != line) sh_free(w);
-    if (!bad) rc = DISK_OK;
+    if (pwrite_all(fd, w, len, (uint64_t)st.st_size) == 0 && fsync(fd) == 0 &&
+        (st.st_size > 0 || fsync_dir(s->root, ".") == 0))
+        rc = DISK_OK;
 out:
     if (fd >= 0) close(fd);
     pthread_mutex_unlock(&s->mu);
+    if (w != line) sh_free(w);
     sh_free(line);
     return rc;
 }
@@ -1123,16 +1111,15 @@ static int rule_parse(const char *l, size_t n, char *pat, int64_t *t)
     errno = 0;
     *t = strtoll(l + 9, &end, 10);
     if (errno || end == l + 9 || *end != ' ') return -1;
-    const char *p = end + 1, *e = l + n;
-    while (p < e) {
-        if (*p == '%') {
-            if (e - p < 3 || unhex(p[1]) < 0 || unhex(p[2]) < 0) return -1;
-            *pat = (char)(unhex(p[1]) << 4 | unhex(p[2]));
-            if (!*pat++) return -1;
-            p += 3;
-        } else {
+    for (const char *p = end + 1, *e = l + n; p < e;) {
+        if (*p != '%') {
             *pat++ = *p++;
+            continue;
         }
+        if (e - p < 3 || unhex(p[1]) < 0 || unhex(p[2]) < 0) return -1;
+        *pat = (char)(unhex(p[1]) << 4 | unhex(p[2]));
+        if (!*pat++) return -1;
+        p += 3;
     }
     *pat = '\0';
     return 0;
@@ -1142,6 +1129,8 @@ int disk_rules_load(disk_store *s, disk_rule_cb cb, void *ud, size_t *bad_lines)
 {
     struct stat st;
     size_t bad = 0;
+    ssize_t r;
+    char *buf, *pat;
 
     if (bad_lines) *bad_lines = 0;
     int fd = openat(s->root, RULES_LOG, O_RDONLY | O_CLOEXEC);
@@ -1150,16 +1139,11 @@ int disk_rules_load(disk_store *s, disk_rule_cb cb, void *ud, size_t *bad_lines)
         close(fd);
         return DISK_ERR_IO;
     }
-    size_t size = (size_t)st.st_size;
-    char *buf = sh_malloc(size + 1), *pat = sh_malloc(size + 1);
-    ssize_t r = pread_all(fd, buf, size, 0);
+    buf = sh_malloc((size_t)st.st_size + 1);
+    pat = sh_malloc((size_t)st.st_size + 1);
+    r = pread_all(fd, buf, (size_t)st.st_size, 0);
     close(fd);
-    if (r < 0) {
-        sh_free(buf);
-        sh_free(pat);
-        return DISK_ERR_IO;
-    }
-    for (char *l = buf, *end = buf + r; l < end;) {
+    for (char *l = buf, *end = buf + (r > 0 ? r : 0); l < end;) {
         char *nl = memchr(l, '\n', (size_t)(end - l));
         int64_t t;
         if (!nl) { /* torn by a crash mid-append */
@@ -1175,33 +1159,30 @@ int disk_rules_load(disk_store *s, disk_rule_cb cb, void *ud, size_t *bad_lines)
     sh_free(buf);
     sh_free(pat);
     if (bad_lines) *bad_lines = bad;
-    return DISK_OK;
+    return r < 0 ? DISK_ERR_IO : DISK_OK;
 }
 
 int disk_rules_rewrite(disk_store *s, const char *const *patterns, const int64_t *times, size_t n)
 {
-    static const char tmp[] = RULES_LOG ".tmp";
-    int rc = DISK_ERR_IO, bad = 0;
+    size_t len = 0, cap = 256;
+    char *all = sh_malloc(cap);
 
-    for (size_t i = 0; i < n; i++)
-        if (!patterns[i] || strlen(patterns[i]) > DISK_MAX_PATTERN) return DISK_ERR_INVALID;
-    pthread_mutex_lock(&s->mu);
-    int fd = openat(s->root, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) goto out;
-    for (size_t i = 0; i < n && !bad; i++) {
-        size_t len;
-        char *line = rule_line(patterns[i], times[i], &len);
-        bad = write_all(fd, line, len) < 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t l;
+        if (!patterns[i] || strlen(patterns[i]) > DISK_MAX_PATTERN) {
+            sh_free(all);
+            return DISK_ERR_INVALID;
+        }
+        char *line = rule_line(patterns[i], times[i], &l);
+        while (len + l > cap)
+            all = sh_realloc(all, cap *= 2);
+        memcpy(all + len, line, l);
+        len += l;
         sh_free(line);
     }
-    bad = bad || fsync(fd) < 0;
-    bad = close(fd) < 0 || bad;
-    if (bad || renameat(s->root, tmp, s->root, RULES_LOG) < 0) {
-        unlinkat(s->root, tmp, 0);
-        goto out;
-    }
-    if (fsync_dir(s->root, ".") == 0) rc = DISK_OK;
-out:
+    pthread_mutex_lock(&s->mu);
+    int r = replace_file(s->root, RULES_LOG, RULES_LOG ".tmp", all, len);
     pthread_mutex_unlock(&s->mu);
-    return rc;
+    sh_free(all);
+    return r < 0 ? DISK_ERR_IO : DISK_OK;
 }
