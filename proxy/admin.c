@@ -15,6 +15,7 @@
 
 #include "shield/alloc.h"
 #include "shield/cache.h"
+#include "shield/cache_persist.h"
 #include "shield/log.h"
 #include "shield/worker.h"
 
@@ -65,11 +66,17 @@ static void handle_stats(sh_admin *a, struct evhttp_request *req)
             "\"origin_fetches\": %llu, \"passes\": %llu, \"bytes_from_memory\": %llu, "
             "\"bytes_from_disk\": %llu, \"bytes_from_origin\": %llu, \"evictions\": %llu, "
             "\"objects\": %llu, \"bytes\": %llu, \"invalidations\": %llu, \"fill_wait_us\": %llu, "
-            "\"memory_size\": %llu}}\n",
+            "\"memory_size\": %llu, \"disk_objects\": %llu, \"disk_bytes\": %llu, "
+            "\"disk_pending\": %llu}}\n",
             F(hits), F(misses), F(refresh_hits), F(collapsed), F(origin_fetches), F(passes),
             F(bytes_from_memory), F(bytes_from_disk), F(bytes_from_origin), F(evictions),
             F(objects), F(bytes), F(invalidations), F(fill_wait_us),
-            (unsigned long long)a->cfg->cache.memory_size);
+            (unsigned long long)a->cfg->cache.memory_size,
+            (unsigned long long)cache_disk_objects(a->cache),
+            (unsigned long long)cache_disk_bytes(a->cache),
+            (unsigned long long)(cache_persist_of(a->cache)
+                                     ? cache_persist_pending(cache_persist_of(a->cache))
+                                     : 0));
 #undef F
     }
     reply_json(req, 200, "OK", b);

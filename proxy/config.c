@@ -1012,10 +1012,16 @@ static void parse_globals(scope *top, sh_config *cfg)
 #define CACHE_SIZE(key, def, min) NUM(sh_cache_conf, #key, key, NUM_SIZE, def, min, SIZE_MAX)
     static const num_field cache[] = {CACHE_SIZE(memory_size, 256 << 20, 1 << 20),
                                       CACHE_SIZE(max_object_size, 64 << 20, 1)};
-    scope *cs = opt_group(top, "cache", "enabled memory_size max_object_size", &sc);
+    scope *cs = opt_group(top, "cache", "enabled memory_size max_object_size disk", &sc);
     cfg->cache.enabled = 1;
     if (cs) get_bool(cs, "enabled", &cfg->cache.enabled);
     get_nums(cs, &cfg->cache, cache, sizeof cache / sizeof cache[0]);
+    static const num_field disk[] = {CACHE_SIZE(disk_size, 10ULL << 30, 1 << 20)};
+    scope dsc;
+    scope *ds = cs ? opt_group(cs, "disk", "path size", &dsc) : NULL;
+    cfg->cache.disk_path = sh_strdup("");
+    get_nums(ds, &cfg->cache, disk, 1);
+    if (ds && get_str(ds, "path", &v) == 1) set_str(&cfg->cache.disk_path, v);
 
     cfg->admin.address = sh_strdup("");
     scope *as = opt_group(top, "admin", "address", &sc);
@@ -1108,6 +1114,7 @@ void sh_config_free(sh_config *cfg)
     sh_free(cfg->behaviors);
     sh_free(cfg->default_root_object);
     sh_free(cfg->admin.address);
+    sh_free(cfg->cache.disk_path);
     sh_free(cfg->error_log);
     sh_free(cfg->node_name);
     sh_free(cfg->pop);

@@ -137,7 +137,11 @@ int main(int argc, char **argv)
         }
     }
 
-    sh_cache *cache = cfg->cache.enabled ? sh_cache_new(cfg) : NULL;
+    sh_cache *cache = NULL;
+    if (cfg->cache.enabled && !(cache = sh_cache_new(cfg, err, sizeof(err)))) {
+        sh_log(SH_LOG_ERROR, "cache: %s", err);
+        goto out;
+    }
     size_t started = 0;
     for (size_t i = 0; i < nw; i++) {
         for (size_t j = 0; j < cfg->nlisten; j++) {

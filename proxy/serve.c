@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "conn_int.h"
+#include "shield/cache_persist.h"
 #include "shield/alloc.h"
 #include "shield/forward.h"
 #include "shield/log.h"
@@ -243,6 +244,14 @@ static void serve_notify(cache_waiter *wt, unsigned ev)
         serve_head(c);
         return;
     }
+    if (!c->head_sent && o->fail == CACHE_FAIL_DISK &&
+        (ev & CACHE_EV_FAIL || atomic_load(&o->state) == CACHE_OBJ_FAILED)) {
+        /* The stored copy failed verification and is gone: look up again,
+         * which now goes to the origin. */
+        conn_serve_release(c);
+        conn_serve(c);
+        return;
+    }
     if (!c->head_sent) {
         if ((ev & CACHE_EV_FAIL || atomic_load(&o->state) == CACHE_OBJ_FAILED) &&
             o->fail != CACHE_FAIL_ORIGIN_READ) {
@@ -325,6 +334,14 @@ void conn_serve(sh_conn *c)
         return;
     }
     c->waiter = (cache_waiter){.worker = c->w, .notify = serve_notify};
+    if (rc == CACHE_LOAD) {
+        /* A disk hit, read back by an I/O thread; others may join it. */
+        c->hit = 1;
+        o->owner = &c->waiter;
+        cache_waiter_attach(o, &c->waiter);
+        cache_persist_load(cache_persist_of(c->w->cache), o);
+        return;
+    }
     if (rc == CACHE_MISS) {
         o->owner = &c->waiter;
         cache_waiter_attach(o, &c->waiter);

@@ -63,6 +63,7 @@ typedef enum {
     CACHE_FAIL_ORIGIN_TIMEOUT, /* => 504 */
     CACHE_FAIL_ORIGIN_OTHER,   /* => 502 */
     CACHE_FAIL_ORIGIN_READ,    /* after the head: viewers that got bytes are aborted */
+    CACHE_FAIL_DISK,           /* a disk object failed verification: look up again */
 } cache_fail;
 
 /* Events a waiter is woken for (a bit set; several may be pending at once). */
@@ -105,7 +106,8 @@ typedef struct cache_obj {
     int64_t last_modified;  /* -1 if none */
     cache_fresh_info fresh; /* stored_at, ttl, stale windows */
     int64_t initial_age;    /* Age the origin sent */
-    uint64_t gen;           /* creation order: invalidation rules apply to older objects */
+    int64_t created_us;     /* creation (wall µs, strictly increasing): invalidation rules
+                               apply to objects created before them */
 
     /* body */
     cache_chunk **chunks; /* ceil(size / CACHE_CHUNK_SIZE) slots, allocated with the head */
@@ -122,12 +124,16 @@ typedef struct cache_obj {
 
     pthread_mutex_t lock; /* waiter list, fetch bookkeeping */
     cache_waiter *waiters;
-    cache_waiter *owner;     /* the request that created it (NULL once it left) */
-    struct cache_obj *stale; /* the expired version being revalidated (a reference) */
-    int refreshed;           /* built from stale after the origin's 304 */
-    int use_stale;           /* the refresh failed: waiters serve `stale` instead */
-    int background;          /* a stale-while-revalidate refresh: lookups serve `stale` */
-    struct cache_fill *fill; /* while FILLING; touched only on the filling worker */
+    cache_waiter *owner;               /* the request that created it (NULL once it left) */
+    struct cache_obj *stale;           /* the expired version being revalidated (a reference) */
+    int refreshed;                     /* built from stale after the origin's 304 */
+    int use_stale;                     /* the refresh failed: waiters serve `stale` instead */
+    int background;                    /* a stale-while-revalidate refresh: lookups serve `stale` */
+    _Atomic int on_disk;               /* a verified copy is committed to the disk tier */
+    int disk_only;                     /* index entry of a stored file, body not in memory */
+    int loading;                       /* being read back from disk (cache_persist_load) */
+    _Atomic int evicted_while_filling; /* charge it to the memory tier again at completion */
+    struct cache_fill *fill;           /* while FILLING; touched only on the filling worker */
 } cache_obj;
 
 void cache_obj_ref(cache_obj *o);
@@ -142,8 +148,10 @@ typedef struct cache_stats {
 
 typedef struct sh_cache sh_cache;
 
-/* Create the engine for a config (memory tier sized by cfg->cache). */
-sh_cache *sh_cache_new(const sh_config *cfg);
+/* Create the engine for a config (memory tier sized by cfg->cache; the disk
+ * tier is opened and its index restored when cfg->cache.disk_path is set).
+ * NULL with a message in err on failure. */
+sh_cache *sh_cache_new(const sh_config *cfg, char *err, size_t errlen);
 void sh_cache_free(sh_cache *c);
 cache_stats *sh_cache_stats(sh_cache *c);
 
@@ -160,6 +168,7 @@ typedef enum {
     CACHE_HIT,    /* a complete fresh object */
     CACHE_JOINED, /* a fill in progress: register a waiter */
     CACHE_MISS,   /* a new FILLING object was created: start its fill */
+    CACHE_LOAD,   /* a new FILLING object to read from disk: cache_persist_load() it */
 } cache_lookup_rc;
 
 /*
@@ -219,6 +228,10 @@ int cache_mem_admit(cache_obj *o);
 void cache_index_restore(cache_obj *failed, cache_obj *stale);
 /* A fill completed: release the expired version it replaced. */
 void cache_obj_drop_stale(cache_obj *o);
+/* The disk tier (NULL when cache.disk.path is empty) and its totals. */
+struct cache_persist *cache_persist_of(sh_cache *c);
+uint64_t cache_disk_objects(sh_cache *c);
+uint64_t cache_disk_bytes(sh_cache *c);
 /* The engine's config snapshot. */
 const sh_config *cache_config(const sh_cache *c);
 

@@ -121,6 +121,8 @@ typedef struct sh_cache_conf {
     int enabled;            /* default true; false = every request goes to the origin */
     size_t memory_size;     /* memory tier budget, default "256M" */
     size_t max_object_size; /* larger responses stream through uncached, default "64M" */
+    char *disk_path;        /* disk = { path }: "" (default) = memory only */
+    size_t disk_size;       /* disk = { size }: byte budget of the disk tier, default "10G" */
 } sh_cache_conf;
 
 /* The admin listener (proxy/admin.c). */

@@ -11,8 +11,10 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "shield/alloc.h"
+#include "shield/cache_persist.h"
 #include "shield/log.h"
 #include "shield/worker.h"
 
@@ -29,8 +31,16 @@ typedef struct inval_rule {
     size_t len;
     int prefix; /* trailing '*' */
     int64_t time;
-    uint64_t gen; /* objects created before the rule (gen below this) are invalid */
+    int64_t time_us; /* objects created before this (created_us) are invalid */
 } inval_rule;
+
+/* One stored file, for the disk eviction policy. */
+typedef struct dent {
+    struct dent *next;
+    evict_node node;
+    char *key;
+    size_t keylen;
+} dent;
 
 struct sh_cache {
     const sh_config *cfg;
@@ -41,8 +51,27 @@ struct sh_cache {
     inval_rule *rules;
     _Atomic size_t nrules;
     size_t rules_cap;
-    _Atomic uint64_t gen;
+    _Atomic int64_t clock_us;      /* last value of cache_clock_us() */
+    struct cache_persist *persist; /* disk tier, or NULL */
+    evict_policy *dpol;            /* disk tier eviction (SIEVE) */
+    pthread_mutex_t dlock;         /* the disk map */
+    struct dent **dmap;
+    size_t dmap_n, dmap_cap;
 };
+
+/* Wall-clock microseconds, strictly increasing within the process, so an
+ * invalidation orders exactly against object creation and, being wall time,
+ * still orders against objects restored from disk after a restart. */
+static int64_t cache_clock_us(sh_cache *c)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    int64_t last = atomic_load(&c->clock_us);
+    while (!atomic_compare_exchange_weak(&c->clock_us, &last, now > last ? now : last + 1))
+        ;
+    return now > last ? now : last + 1;
+}
 
 /* ---- chunks and objects ------------------------------------------------- */
 
@@ -96,7 +125,7 @@ static cache_obj *obj_new(sh_cache *c, const char *key, size_t keylen, uint64_t 
 {
     cache_obj *o = sh_calloc(1, sizeof(*o));
     atomic_init(&o->refs, 1);
-    o->gen = atomic_fetch_add(&c->gen, 1) + 1;
+    o->created_us = cache_clock_us(c);
     o->hash = hash;
     o->key = sh_malloc(keylen);
     memcpy(o->key, key, keylen);
@@ -176,6 +205,9 @@ static cache_obj *shard_find(shard *s, uint64_t h, const char *key, size_t keyle
     return NULL;
 }
 
+static cache_obj *disk_clone(sh_cache *c, const cache_obj *o, int state);
+static void disk_hit(sh_cache *c, const char *key, size_t keylen, uint64_t h);
+
 void cache_index_remove(cache_obj *o)
 {
     sh_cache *c = o->cache;
@@ -210,10 +242,20 @@ again:
         atomic_fetch_sub(&c->stats.bytes, v->evict.size);
         atomic_fetch_add(&c->stats.evictions, 1);
         shard *s = shard_of(c, v->hash);
+        if (atomic_load(&v->state) == CACHE_OBJ_FILLING) {
+            /* Still filling: keep it findable so requests go on collapsing
+             * onto it; it is charged again when it completes. */
+            atomic_store(&v->evicted_while_filling, 1);
+            continue;
+        }
+        /* Out of memory is not out of the cache when the object is on disk. */
+        cache_obj *keep = atomic_load(&v->on_disk) ? disk_clone(c, v, CACHE_OBJ_COMPLETE) : NULL;
         pthread_mutex_lock(&s->lock);
         int was = shard_unlink(s, v);
+        if (was && keep) shard_insert(s, keep);
         pthread_mutex_unlock(&s->lock);
         if (was) cache_obj_unref(v);
+        if (keep) cache_obj_unref(keep);
     }
     /* A big book may need more victims than one call returns: go on. */
     if (!admitted && n == 64) goto again;
@@ -234,7 +276,7 @@ static int invalidated(sh_cache *c, const cache_obj *o)
     pthread_mutex_lock(&c->rules_lock);
     for (size_t i = 0; i < c->nrules && !hit; i++) {
         const inval_rule *r = &c->rules[i];
-        if (o->gen >= r->gen) continue;
+        if (o->created_us >= r->time_us) continue;
         if (r->prefix ? (plen >= r->len && memcmp(o->key, r->path, r->len) == 0)
                       : (plen == r->len && memcmp(o->key, r->path, r->len) == 0))
             hit = 1;
@@ -243,7 +285,7 @@ static int invalidated(sh_cache *c, const cache_obj *o)
     return hit;
 }
 
-int sh_cache_invalidate(sh_cache *c, const char *path, int64_t now)
+static int add_rule(sh_cache *c, const char *path, int64_t time_us)
 {
     size_t len = strlen(path);
     if (len == 0 || len > 4000 || path[0] != '/') return -1;
@@ -258,29 +300,62 @@ int sh_cache_invalidate(sh_cache *c, const char *path, int64_t now)
     r->prefix = star != NULL;
     r->len = star ? len - 1 : len;
     r->path = sh_strndup(path, r->len);
-    r->time = now;
-    r->gen = atomic_fetch_add(&c->gen, 1) + 1;
+    r->time = time_us / 1000000;
+    r->time_us = time_us;
     atomic_store_explicit(&c->nrules, c->nrules + 1, memory_order_release);
     pthread_mutex_unlock(&c->rules_lock);
+    return 0;
+}
+
+int sh_cache_invalidate(sh_cache *c, const char *path, int64_t now)
+{
+    int64_t t = cache_clock_us(c);
+    if (add_rule(c, path, t) != 0) return -1;
+    /* Persisted before any disk object could be served again after a restart:
+     * a forgotten invalidation would bring withdrawn content back. */
+    if (c->persist) cache_persist_rule(c->persist, path, t);
     atomic_fetch_add(&c->stats.invalidations, 1);
     return 0;
 }
 
+void cache_rule_restore(sh_cache *c, const char *pattern, int64_t time_us)
+{
+    add_rule(c, pattern, time_us);
+    int64_t last = atomic_load(&c->clock_us);
+    if (time_us > last) atomic_store(&c->clock_us, time_us);
+}
+
 /* ---- keys and lookups --------------------------------------------------- */
+
+/* Append every value of header `name` (each after a '\n'): a viewer repeating
+ * a forwarded header must not get an answer keyed on its first copy only,
+ * since the origin saw all of them. */
+static size_t key_values(char *k, const char *name, const sh_header *h, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!sh_hdr_is(h[i].name, h[i].name_len, name)) continue;
+        if (k) {
+            k[o] = '\n';
+            memcpy(k + o + 1, h[i].value, h[i].value_len);
+        }
+        o += 1 + h[i].value_len;
+    }
+    return o;
+}
 
 char *sh_cache_key(const char *host, size_t hlen, const char *path, size_t plen, const char *query,
                    size_t qlen, const sh_behavior_conf *b, const sh_header *h, size_t n,
                    size_t *keylen)
 {
-    /* path NUL host NUL [?query] NUL {name: value NUL}... — NUL cannot occur
-     * in any part (the parser rejects it), so the encoding is unambiguous. */
+    /* path NUL host NUL [?query] NUL {name [\n value]... NUL}... [C {\n cookie}... NUL]:
+     * NUL and LF cannot occur in any part (the parser rejects them), so the
+     * encoding is unambiguous. */
     size_t cap = plen + hlen + qlen + 8;
-    for (size_t i = 0; b && i < b->nforward_headers; i++) {
-        const sh_header *f = sh_hdr_find(h, n, b->forward_headers[i]);
-        cap += strlen(b->forward_headers[i]) + (f ? f->value_len : 0) + 4;
-    }
-    const sh_header *cookie = (b && b->forward_cookies) ? sh_hdr_find(h, n, "Cookie") : NULL;
-    if (cookie) cap += cookie->value_len + 4;
+    int cookies = b && b->forward_cookies;
+    for (size_t i = 0; b && i < b->nforward_headers; i++)
+        cap += strlen(b->forward_headers[i]) + key_values(NULL, b->forward_headers[i], h, n) + 2;
+    if (cookies) cap += key_values(NULL, "Cookie", h, n) + 2;
     char *k = sh_malloc(cap);
     size_t o = 0;
     memcpy(k + o, path, plen);
@@ -296,21 +371,15 @@ char *sh_cache_key(const char *host, size_t hlen, const char *path, size_t plen,
     }
     k[o++] = '\0';
     for (size_t i = 0; b && i < b->nforward_headers; i++) {
-        const sh_header *f = sh_hdr_find(h, n, b->forward_headers[i]);
         size_t nl = strlen(b->forward_headers[i]);
         memcpy(k + o, b->forward_headers[i], nl);
         o += nl;
-        k[o++] = f ? ':' : '!';
-        if (f) {
-            memcpy(k + o, f->value, f->value_len);
-            o += f->value_len;
-        }
+        o += key_values(k + o, b->forward_headers[i], h, n);
         k[o++] = '\0';
     }
-    if (cookie) {
+    if (cookies) {
         k[o++] = 'C';
-        memcpy(k + o, cookie->value, cookie->value_len);
-        o += cookie->value_len;
+        o += key_values(k + o, "Cookie", h, n);
         k[o++] = '\0';
     }
     *keylen = o;
@@ -346,6 +415,25 @@ cache_lookup_rc sh_cache_lookup(sh_cache *c, const char *key, size_t keylen, int
     if (o) {
         int inv = invalidated(c, o);
         cache_freshness fr = inv ? CACHE_STALE_MUST_REVALIDATE : cache_freshness_at(&o->fresh, now);
+        if (o->disk_only && fr == CACHE_FRESH && !inv) {
+            if (!create) { /* HEAD: the head is known without the body */
+                cache_obj_ref(o);
+                pthread_mutex_unlock(&s->lock);
+                atomic_fetch_add(&c->stats.hits, 1);
+                *out = o;
+                return CACHE_HIT;
+            }
+            /* A disk hit: load it as a fill from disk that others can join. */
+            cache_obj *n = disk_clone(c, o, CACHE_OBJ_FILLING);
+            shard_unlink(s, o);
+            shard_insert(s, n);
+            pthread_mutex_unlock(&s->lock);
+            cache_obj_unref(o); /* the index's reference */
+            disk_hit(c, key, keylen, h);
+            atomic_fetch_add(&c->stats.hits, 1);
+            *out = n;
+            return CACHE_LOAD;
+        }
         if (fr == CACHE_FRESH) {
             cache_obj_ref(o);
             pthread_mutex_unlock(&s->lock);
@@ -356,8 +444,10 @@ cache_lookup_rc sh_cache_lookup(sh_cache *c, const char *key, size_t keylen, int
         }
         /* Expired with a validator: ask the origin whether it changed (a 304
          * keeps the bytes); invalidated objects are fetched anew. */
-        revalidate = !inv && o->status == 200 && (o->etag || o->last_modified >= 0);
-        background = fr == CACHE_STALE_SERVABLE_WHILE_REVALIDATE && create;
+        /* Without the bytes in memory there is nothing to revalidate or serve stale. */
+        revalidate =
+            !o->disk_only && !inv && o->status == 200 && (o->etag || o->last_modified >= 0);
+        background = !o->disk_only && fr == CACHE_STALE_SERVABLE_WHILE_REVALIDATE && create;
     }
     if (!create) {
         pthread_mutex_unlock(&s->lock);
@@ -476,14 +566,24 @@ void cache_wake(cache_waiter *wt, unsigned events)
 
 /* ---- engine ------------------------------------------------------------- */
 
-sh_cache *sh_cache_new(const sh_config *cfg)
+sh_cache *sh_cache_new(const sh_config *cfg, char *err, size_t errlen)
 {
     sh_cache *c = sh_calloc(1, sizeof(*c));
     c->cfg = cfg;
     for (size_t i = 0; i < NSHARDS; i++)
         pthread_mutex_init(&c->shards[i].lock, NULL);
     pthread_mutex_init(&c->rules_lock, NULL);
+    pthread_mutex_init(&c->dlock, NULL);
     c->mem = evict_new(EVICT_S3FIFO, cfg->cache.memory_size);
+    if (cfg->cache.disk_path && *cfg->cache.disk_path) {
+        /* SIEVE for the larger tier: bench/README.md "Eviction policy". */
+        c->dpol = evict_new(EVICT_SIEVE, cfg->cache.disk_size);
+        c->persist = cache_persist_open(c, cfg->cache.disk_path, cfg->cache.disk_size, err, errlen);
+        if (!c->persist) {
+            sh_cache_free(c);
+            return NULL;
+        }
+    }
     return c;
 }
 
@@ -500,6 +600,9 @@ cache_stats *sh_cache_stats(sh_cache *c)
 void sh_cache_free(sh_cache *c)
 {
     if (!c) return;
+    /* Writes queued by the workers finish first: a clean stop keeps them. */
+    cache_persist_close(c->persist);
+    c->persist = NULL;
     for (size_t i = 0; i < NSHARDS; i++) {
         shard *s = &c->shards[i];
         for (size_t b = 0; b < s->nbuckets; b++) {
@@ -518,5 +621,242 @@ void sh_cache_free(sh_cache *c)
     sh_free(c->rules);
     pthread_mutex_destroy(&c->rules_lock);
     evict_free(c->mem);
+    for (size_t i = 0; i < c->dmap_cap; i++) {
+        for (dent *d = c->dmap[i], *next; d; d = next) {
+            next = d->next;
+            sh_free(d->key);
+            sh_free(d);
+        }
+    }
+    sh_free(c->dmap);
+    if (c->dpol) evict_free(c->dpol);
+    pthread_mutex_destroy(&c->dlock);
     sh_free(c);
+}
+
+/* ---- disk tier bookkeeping -------------------------------------------------- */
+
+static dent **dmap_find(sh_cache *c, uint64_t h, const char *key, size_t keylen)
+{
+    if (!c->dmap_cap) return NULL;
+    for (dent **p = &c->dmap[h & (c->dmap_cap - 1)]; *p; p = &(*p)->next)
+        if ((*p)->node.hash == h && (*p)->keylen == keylen && memcmp((*p)->key, key, keylen) == 0)
+            return p;
+    return NULL;
+}
+
+static void dmap_add(sh_cache *c, dent *d)
+{
+    if (c->dmap_n + 1 > c->dmap_cap / 2) {
+        size_t cap = c->dmap_cap ? c->dmap_cap * 2 : 1024;
+        dent **m = sh_calloc(cap, sizeof(*m));
+        for (size_t i = 0; i < c->dmap_cap; i++) {
+            for (dent *e = c->dmap[i], *next; e; e = next) {
+                next = e->next;
+                e->next = m[e->node.hash & (cap - 1)];
+                m[e->node.hash & (cap - 1)] = e;
+            }
+        }
+        sh_free(c->dmap);
+        c->dmap = m;
+        c->dmap_cap = cap;
+    }
+    d->next = c->dmap[d->node.hash & (c->dmap_cap - 1)];
+    c->dmap[d->node.hash & (c->dmap_cap - 1)] = d;
+    c->dmap_n++;
+}
+
+/* Forget a disk-only index entry for key (its file is going away). */
+static void drop_disk_only(sh_cache *c, const char *key, size_t keylen, uint64_t h)
+{
+    shard *s = shard_of(c, h);
+    pthread_mutex_lock(&s->lock);
+    cache_obj *o = shard_find(s, h, key, keylen);
+    int was = o && o->disk_only && shard_unlink(s, o);
+    pthread_mutex_unlock(&s->lock);
+    if (was) cache_obj_unref(o);
+}
+
+/* Charge a stored file to the disk policy; evicted files are deleted. */
+static void disk_account(sh_cache *c, const char *key, size_t keylen, uint64_t h, uint64_t size)
+{
+    evict_node *victims[64];
+    dent *gone[64];
+    size_t ngone = 0;
+    bool admitted = false;
+    pthread_mutex_lock(&c->dlock);
+    dent **p = dmap_find(c, h, key, keylen);
+    dent *d = p ? *p : NULL;
+    if (d) {
+        evict_remove(c->dpol, &d->node);
+    } else {
+        d = sh_calloc(1, sizeof(*d));
+        d->key = sh_malloc(keylen);
+        memcpy(d->key, key, keylen);
+        d->keylen = keylen;
+        dmap_add(c, d);
+    }
+    evict_node_init(&d->node, h, size);
+    size_t n = evict_insert(c->dpol, &d->node, victims, 64, &admitted);
+    for (size_t i = 0; i < n + (admitted ? 0 : 1); i++) {
+        dent *v = i < n ? (dent *)((char *)victims[i] - offsetof(dent, node)) : d;
+        dent **vp = dmap_find(c, v->node.hash, v->key, v->keylen);
+        if (vp) *vp = v->next;
+        c->dmap_n--;
+        gone[ngone++] = v;
+    }
+    pthread_mutex_unlock(&c->dlock);
+    for (size_t i = 0; i < ngone; i++) {
+        drop_disk_only(c, gone[i]->key, gone[i]->keylen, gone[i]->node.hash);
+        cache_persist_remove(c->persist, gone[i]->key, gone[i]->keylen);
+        atomic_fetch_add(&c->stats.evictions, 1);
+        sh_free(gone[i]->key);
+        sh_free(gone[i]);
+    }
+}
+
+static void disk_hit(sh_cache *c, const char *key, size_t keylen, uint64_t h)
+{
+    pthread_mutex_lock(&c->dlock);
+    dent **p = dmap_find(c, h, key, keylen);
+    if (p) evict_hit(c->dpol, &(*p)->node);
+    pthread_mutex_unlock(&c->dlock);
+}
+
+static void disk_forget(sh_cache *c, const char *key, size_t keylen, uint64_t h)
+{
+    pthread_mutex_lock(&c->dlock);
+    dent **p = dmap_find(c, h, key, keylen);
+    dent *d = p ? *p : NULL;
+    if (d) {
+        *p = d->next;
+        c->dmap_n--;
+        evict_remove(c->dpol, &d->node);
+    }
+    pthread_mutex_unlock(&c->dlock);
+    if (d) {
+        sh_free(d->key);
+        sh_free(d);
+    }
+}
+
+/* A copy of o's response without its body: disk-only (COMPLETE) or the
+ * object a disk load fills (FILLING). */
+static cache_obj *disk_clone(sh_cache *c, const cache_obj *o, int state)
+{
+    cache_obj *n = obj_new(c, o->key, o->keylen, o->hash);
+    n->created_us = o->created_us;
+    n->status = o->status;
+    for (size_t i = 0; i < o->headers.n; i++)
+        sh_hdrlist_add(&n->headers, o->headers.v[i].name, o->headers.v[i].name_len,
+                       o->headers.v[i].value, o->headers.v[i].value_len);
+    n->size = o->size;
+    n->etag = sh_strdup(o->etag);
+    n->last_modified = o->last_modified;
+    n->fresh = o->fresh;
+    n->initial_age = o->initial_age;
+    atomic_store(&n->on_disk, 1);
+    atomic_store(&n->state, state);
+    if (state == CACHE_OBJ_COMPLETE) {
+        n->disk_only = 1;
+    } else {
+        n->nchunks = (size_t)((n->size + CACHE_CHUNK_SIZE - 1) / CACHE_CHUNK_SIZE);
+        n->chunks = sh_calloc(n->nchunks ? n->nchunks : 1, sizeof(*n->chunks));
+        n->loading = 1;
+    }
+    return n;
+}
+
+cache_obj *cache_obj_new_disk(sh_cache *c, const char *key, size_t keylen)
+{
+    cache_obj *o = obj_new(c, key, keylen, key_hash(key, keylen));
+    atomic_store(&o->state, CACHE_OBJ_COMPLETE);
+    atomic_store(&o->on_disk, 1);
+    o->disk_only = 1;
+    return o;
+}
+
+void cache_disk_restored(sh_cache *c, cache_obj *o, uint64_t footprint)
+{
+    shard *s = shard_of(c, o->hash);
+    pthread_mutex_lock(&s->lock);
+    int add = !shard_find(s, o->hash, o->key, o->keylen);
+    if (add) shard_insert(s, o);
+    pthread_mutex_unlock(&s->lock);
+    if (add) disk_account(c, o->key, o->keylen, o->hash, footprint);
+}
+
+void cache_disk_committed(sh_cache *c, cache_obj *o)
+{
+    atomic_store(&o->on_disk, 1);
+    disk_account(c, o->key, o->keylen, o->hash,
+                 (uint64_t)o->size + o->keylen + 4096); /* about the file's footprint */
+}
+
+void cache_load_head(cache_obj *o)
+{
+    pthread_mutex_lock(&o->lock);
+    o->head_ready = 1;
+    for (cache_waiter *wt = o->waiters; wt; wt = wt->next)
+        cache_wake(wt, CACHE_EV_HEAD);
+    pthread_mutex_unlock(&o->lock);
+}
+
+void cache_load_chunk(cache_obj *o, size_t i, cache_chunk *ch)
+{
+    o->chunks[i] = ch;
+    atomic_fetch_add(&o->cache->stats.bytes_from_disk, ch->cap);
+    atomic_store_explicit(&o->avail, (int64_t)i * CACHE_CHUNK_SIZE + ch->cap, memory_order_release);
+    pthread_mutex_lock(&o->lock);
+    for (cache_waiter *wt = o->waiters; wt; wt = wt->next)
+        cache_wake(wt, CACHE_EV_DATA);
+    pthread_mutex_unlock(&o->lock);
+}
+
+void cache_load_done(cache_obj *o)
+{
+    pthread_mutex_lock(&o->lock);
+    atomic_store(&o->state, CACHE_OBJ_COMPLETE);
+    for (cache_waiter *wt = o->waiters; wt; wt = wt->next)
+        cache_wake(wt, CACHE_EV_DONE);
+    pthread_mutex_unlock(&o->lock);
+    if (cache_mem_admit(o) != 0) {
+        /* Too big for memory: keep serving it from disk next time. */
+        sh_cache *c = o->cache;
+        cache_obj *keep = disk_clone(c, o, CACHE_OBJ_COMPLETE);
+        shard *s = shard_of(c, o->hash);
+        pthread_mutex_lock(&s->lock);
+        int was = shard_unlink(s, o);
+        if (was) shard_insert(s, keep);
+        pthread_mutex_unlock(&s->lock);
+        if (was) cache_obj_unref(o);
+        cache_obj_unref(keep);
+    }
+}
+
+void cache_load_failed(cache_obj *o)
+{
+    cache_index_remove(o);
+    disk_forget(o->cache, o->key, o->keylen, o->hash);
+    pthread_mutex_lock(&o->lock);
+    o->fail = CACHE_FAIL_DISK;
+    atomic_store(&o->state, CACHE_OBJ_FAILED);
+    for (cache_waiter *wt = o->waiters; wt; wt = wt->next)
+        cache_wake(wt, CACHE_EV_FAIL);
+    pthread_mutex_unlock(&o->lock);
+}
+
+struct cache_persist *cache_persist_of(sh_cache *c)
+{
+    return c->persist;
+}
+
+uint64_t cache_disk_objects(sh_cache *c)
+{
+    return c->dpol ? evict_count(c->dpol) : 0;
+}
+
+uint64_t cache_disk_bytes(sh_cache *c)
+{
+    return c->persist ? cache_persist_used(c->persist) : 0;
 }

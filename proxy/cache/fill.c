@@ -14,6 +14,7 @@
 
 #include "shield/alloc.h"
 #include "shield/cache.h"
+#include "shield/cache_persist.h"
 #include "shield/forward.h"
 #include "shield/log.h"
 #include "shield/module.h"
@@ -311,6 +312,11 @@ static void on_done(void *ud, origin_result r, const char *detail)
         wake_all(o, CACHE_EV_DONE);
         pthread_mutex_unlock(&o->lock);
         cache_obj_drop_stale(o);
+        if (atomic_exchange(&o->evicted_while_filling, 0) && o->in_index && cache_mem_admit(o) != 0)
+            cache_index_remove(o);
+        /* Verified and complete: now it may go to the disk tier. */
+        if (!o->pass && o->in_index && cache_persist_of(o->cache))
+            cache_persist_write(cache_persist_of(o->cache), o);
     } else {
         if (r != ORIGIN_ERR_READ || !o->head_ready)
             sh_log(SH_LOG_WARN, "fill: origin %s: %s", origin_result_name(r), detail ? detail : "");

@@ -298,9 +298,11 @@ static status_class classify_status(int status)
     }
 }
 
-/* Is name one of the behavior's forwarded (hence keyed) headers? */
+/* Is name one of the behavior's forwarded (hence keyed) headers? Cookie is
+ * when the behavior forwards cookies: they are part of the key then. */
 static int is_forwarded(const sh_behavior_conf *b, const char *name, size_t len)
 {
+    if (b->forward_cookies && sh_hdr_is(name, len, "Cookie")) return 1;
     for (size_t i = 0; i < b->nforward_headers; i++)
         if (b->forward_headers[i] && sh_hdr_is(name, len, b->forward_headers[i])) return 1;
     return 0;

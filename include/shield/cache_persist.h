@@ -1,0 +1,49 @@
+/*
+ * The disk tier inside the engine (proxy/cache/persist.c): I/O threads over the
+ * disk store. Workers only enqueue; every blocking call runs on those threads.
+ */
+#ifndef SHIELD_CACHE_PERSIST_H
+#define SHIELD_CACHE_PERSIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shield/cache.h"
+
+typedef struct cache_persist cache_persist;
+
+/* Open the store, restore rules and the index (no body is read), start the
+ * I/O threads. NULL with a message in err if the directory cannot be used. */
+cache_persist *cache_persist_open(sh_cache *c, const char *dir, uint64_t max_bytes, char *err,
+                                  size_t errlen);
+/* Finish queued jobs, stop the threads, close the store. */
+void cache_persist_close(cache_persist *p);
+/* Write a COMPLETE storable object (verified length and MD5 again at commit). */
+void cache_persist_write(cache_persist *p, cache_obj *o);
+/* Read a disk object's body into the FILLING object o (cache_load_* below). */
+void cache_persist_load(cache_persist *p, cache_obj *o);
+/* Delete a stored object (evicted from the disk tier). */
+void cache_persist_remove(cache_persist *p, const char *key, size_t keylen);
+/* Append an invalidation rule to the persistent log. */
+void cache_persist_rule(cache_persist *p, const char *pattern, int64_t time_us);
+/* Bytes used on disk; jobs not yet done. */
+uint64_t cache_persist_used(cache_persist *p);
+size_t cache_persist_pending(cache_persist *p);
+
+/* ---- callbacks into the engine (proxy/cache/cache.c), from I/O threads ---- */
+
+/* A disk-only object (no body in memory) for a stored key. */
+cache_obj *cache_obj_new_disk(sh_cache *c, const char *key, size_t keylen);
+/* The scan found o (a disk-only object with its response decoded). */
+void cache_disk_restored(sh_cache *c, cache_obj *o, uint64_t footprint);
+/* o was committed to disk. */
+void cache_disk_committed(sh_cache *c, cache_obj *o);
+/* A persisted invalidation rule, at start. */
+void cache_rule_restore(sh_cache *c, const char *pattern, int64_t time_us);
+/* Loading o from disk: the file verified (head), a chunk read, done, failed. */
+void cache_load_head(cache_obj *o);
+void cache_load_chunk(cache_obj *o, size_t i, cache_chunk *ch);
+void cache_load_done(cache_obj *o);
+void cache_load_failed(cache_obj *o);
+
+#endif
