@@ -5,6 +5,8 @@
 #   make test    deps + build + unit tests + integration tests, then the same
 #                unit and integration tests again on the ASan/UBSan build
 #   make run     deps + build + demo (S3 emulator with sample books + Shield)
+#   make soak    the disk cache's kill -9 loop, 500 iterations (SHIELD_KILL_ITERATIONS)
+#   make cachesim  eviction policies on a Zipf e-book trace (bench/README.md)
 #   make asan    build build/asan/shield (libc malloc, ASan + UBSan)
 #   make format  clang-format the tree;  make clean
 
@@ -42,7 +44,7 @@ LLHTTP_OBJ := $(OBJ_DIR)/llhttp/llhttp.o $(OBJ_DIR)/llhttp/api.o $(OBJ_DIR)/llht
 UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit integration asan run clean format check-format
+.PHONY: all deps test unit integration asan run soak clean format check-format
 all: $(BUILD)/shield
 
 $(BUILD)/shield: $(OBJ_DIR)/proxy/main.o $(LIB_OBJ) $(LLHTTP_OBJ)
@@ -99,6 +101,11 @@ test: deps
 	$(MAKE) integration
 	$(MAKE) BUILD=build/asan SAN=1 all unit
 	$(MAKE) BUILD=build/asan SAN=1 integration
+
+# The kill -9 loop of the disk tier, longer than in `make test`.
+soak: all
+	SHIELD_KILL_ITERATIONS=$${SHIELD_KILL_ITERATIONS:-500} SHIELD_BIN=$(abspath $(BUILD)/shield) \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider -k kill tests/integration/test_cache_disk.py
 
 run: deps all
 	tests/demo.sh

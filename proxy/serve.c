@@ -148,6 +148,11 @@ static void serve_head(sh_conn *c)
     c->rd_off = c->ranges[0].start;
     c->part_started = 0;
 
+    if (c->wait_start_us) {
+        atomic_fetch_add_explicit(&sh_cache_stats(c->w->cache)->fill_wait_us,
+                                  (uint64_t)(sh_now_us() - c->wait_start_us), memory_order_relaxed);
+        c->wait_start_us = 0;
+    }
     if (c->hit) {
         char age[24];
         snprintf(age, sizeof(age), "%lld",
@@ -294,6 +299,7 @@ void conn_serve(sh_conn *c)
     sh_req *r = &c->req;
     const sh_behavior_conf *b = r->behavior;
     c->waiter = (cache_waiter){0};
+    c->wait_start_us = 0;
     if (!cacheable_request(c)) {
         conn_pass_start(c);
         return;
@@ -334,6 +340,7 @@ void conn_serve(sh_conn *c)
         return;
     }
     c->waiter = (cache_waiter){.worker = c->w, .notify = serve_notify};
+    c->wait_start_us = sh_now_us();
     if (rc == CACHE_LOAD) {
         /* A disk hit, read back by an I/O thread; others may join it. */
         c->hit = 1;

@@ -162,7 +162,7 @@ typedef struct job {
 struct cache_persist {
     sh_cache *cache;
     disk_store *disk;
-    pthread_t threads[2];
+    pthread_t threads[4]; /* fsync-bound: more threads overlap the syncs */
     size_t nthreads;
     pthread_mutex_t lock;
     pthread_cond_t cond;
