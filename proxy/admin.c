@@ -204,7 +204,7 @@ static int check_path(void *ud, const char *path)
 static int apply_path(void *ud, const char *path)
 {
     sh_admin *a = ud;
-    return sh_cache_invalidate(a->cache, path, time(NULL));
+    return sh_cache_invalidate(a->cache, path, time(NULL)) == 0 ? 0 : -1;
 }
 
 static void handle_invalidations(sh_admin *a, struct evhttp_request *req)
@@ -228,7 +228,11 @@ static void handle_invalidations(sh_admin *a, struct evhttp_request *req)
                     "'*' only last");
         return;
     }
-    sh_admin_parse_paths(body, len, apply_path, a);
+    if (sh_admin_parse_paths(body, len, apply_path, a) < 0) {
+        /* Only a disk failure gets here: the paths were checked above. */
+        reply_error(req, 500, "Internal Server Error", "invalidation could not be persisted");
+        return;
+    }
     sh_log(SH_LOG_INFO, "admin: invalidation I%lu of %d path(s)", a->next_id, n);
     struct evbuffer *b = evbuffer_new();
     evbuffer_add_printf(b, "{\"id\": \"I%lu\", \"status\": \"Completed\", \"paths\": %d}\n",

@@ -1016,7 +1016,8 @@ static void parse_globals(scope *top, sh_config *cfg)
     cfg->cache.enabled = 1;
     if (cs) get_bool(cs, "enabled", &cfg->cache.enabled);
     get_nums(cs, &cfg->cache, cache, sizeof cache / sizeof cache[0]);
-    static const num_field disk[] = {CACHE_SIZE(disk_size, 10ULL << 30, 1 << 20)};
+    static const num_field disk[] = {
+        NUM(sh_cache_conf, "size", disk_size, NUM_SIZE, 10ULL << 30, 1 << 20, SIZE_MAX)};
     scope dsc;
     scope *ds = cs ? opt_group(cs, "disk", "path size", &dsc) : NULL;
     cfg->cache.disk_path = sh_strdup("");

@@ -24,20 +24,24 @@ void cache_persist_write(cache_persist *p, cache_obj *o);
 void cache_persist_load(cache_persist *p, cache_obj *o);
 /* Delete a stored object (evicted from the disk tier). */
 void cache_persist_remove(cache_persist *p, const char *key, size_t keylen);
-/* Append an invalidation rule to the persistent log. */
-void cache_persist_rule(cache_persist *p, const char *pattern, int64_t time_us);
+/* Append an invalidation rule to the persistent log, now (blocking: call it
+ * off the event loops, e.g. from the admin thread). 0 or -1. */
+int cache_persist_rule_sync(cache_persist *p, const char *pattern, int64_t time_us);
 /* Bytes used on disk; jobs not yet done. */
 uint64_t cache_persist_used(cache_persist *p);
 size_t cache_persist_pending(cache_persist *p);
 
 /* ---- callbacks into the engine (proxy/cache/cache.c), from I/O threads ---- */
 
+/* Attach the disk tier to the engine (before the scan restores the index). */
+void cache_set_persist(sh_cache *c, cache_persist *p);
 /* A disk-only object (no body in memory) for a stored key. */
 cache_obj *cache_obj_new_disk(sh_cache *c, const char *key, size_t keylen);
 /* The scan found o (a disk-only object with its response decoded). */
 void cache_disk_restored(sh_cache *c, cache_obj *o, uint64_t footprint);
-/* o was committed to disk. */
+/* o was committed to disk / could not be written. */
 void cache_disk_committed(sh_cache *c, cache_obj *o);
+void cache_disk_write_failed(sh_cache *c, cache_obj *o);
 /* A persisted invalidation rule, at start. */
 void cache_rule_restore(sh_cache *c, const char *pattern, int64_t time_us);
 /* Loading o from disk: the file verified (head), a chunk read, done, failed. */

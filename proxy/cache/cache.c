@@ -246,6 +246,7 @@ again:
             /* Still filling: keep it findable so requests go on collapsing
              * onto it; it is charged again when it completes. */
             atomic_store(&v->evicted_while_filling, 1);
+            v->evict.size = 0; /* uncharged until then */
             continue;
         }
         /* Out of memory is not out of the cache when the object is on disk. */
@@ -313,7 +314,10 @@ int sh_cache_invalidate(sh_cache *c, const char *path, int64_t now)
     if (add_rule(c, path, t) != 0) return -1;
     /* Persisted before any disk object could be served again after a restart:
      * a forgotten invalidation would bring withdrawn content back. */
-    if (c->persist) cache_persist_rule(c->persist, path, t);
+    if (c->persist && cache_persist_rule_sync(c->persist, path, t) != 0) {
+        sh_log(SH_LOG_ERROR, "cache: invalidation %s could not be written to disk", path);
+        return -2;
+    }
     atomic_fetch_add(&c->stats.invalidations, 1);
     return 0;
 }
@@ -430,8 +434,7 @@ cache_lookup_rc sh_cache_lookup(sh_cache *c, const char *key, size_t keylen, int
             pthread_mutex_unlock(&s->lock);
             cache_obj_unref(o); /* the index's reference */
             disk_hit(c, key, keylen, h);
-            atomic_fetch_add(&c->stats.hits, 1);
-            *out = n;
+            *out = n; /* counted as a hit once loaded (cache_load_done) */
             return CACHE_LOAD;
         }
         if (fr == CACHE_FRESH) {
@@ -694,6 +697,7 @@ static void disk_account(sh_cache *c, const char *key, size_t keylen, uint64_t h
         d->key = sh_malloc(keylen);
         memcpy(d->key, key, keylen);
         d->keylen = keylen;
+        d->node.hash = h; /* dmap_add files it by hash */
         dmap_add(c, d);
     }
     evict_node_init(&d->node, h, size);
@@ -767,6 +771,11 @@ static cache_obj *disk_clone(sh_cache *c, const cache_obj *o, int state)
     return n;
 }
 
+void cache_disk_write_failed(sh_cache *c, cache_obj *o)
+{
+    if (o->evict.size == 0) cache_index_remove(o); /* memory was only lent to it */
+}
+
 cache_obj *cache_obj_new_disk(sh_cache *c, const char *key, size_t keylen)
 {
     cache_obj *o = obj_new(c, key, keylen, key_hash(key, keylen));
@@ -789,6 +798,18 @@ void cache_disk_restored(sh_cache *c, cache_obj *o, uint64_t footprint)
 void cache_disk_committed(sh_cache *c, cache_obj *o)
 {
     atomic_store(&o->on_disk, 1);
+    /* Evicted from memory before the write finished, or never charged to the
+     * memory tier (larger than it): the index keeps the disk copy instead. */
+    shard *s = shard_of(c, o->hash);
+    cache_obj *keep = disk_clone(c, o, CACHE_OBJ_COMPLETE);
+    pthread_mutex_lock(&s->lock);
+    cache_obj *cur = shard_find(s, o->hash, o->key, o->keylen);
+    int swap = cur == o && o->evict.size == 0, add = !cur;
+    if (swap) shard_unlink(s, o);
+    if (swap || add) shard_insert(s, keep);
+    pthread_mutex_unlock(&s->lock);
+    if (swap) cache_obj_unref(o);
+    cache_obj_unref(keep);
     disk_account(c, o->key, o->keylen, o->hash,
                  (uint64_t)o->size + o->keylen + 4096); /* about the file's footprint */
 }
@@ -815,6 +836,7 @@ void cache_load_chunk(cache_obj *o, size_t i, cache_chunk *ch)
 
 void cache_load_done(cache_obj *o)
 {
+    atomic_fetch_add(&o->cache->stats.hits, 1);
     pthread_mutex_lock(&o->lock);
     atomic_store(&o->state, CACHE_OBJ_COMPLETE);
     for (cache_waiter *wt = o->waiters; wt; wt = wt->next)
@@ -844,6 +866,11 @@ void cache_load_failed(cache_obj *o)
     for (cache_waiter *wt = o->waiters; wt; wt = wt->next)
         cache_wake(wt, CACHE_EV_FAIL);
     pthread_mutex_unlock(&o->lock);
+}
+
+void cache_set_persist(sh_cache *c, struct cache_persist *p)
+{
+    c->persist = p;
 }
 
 struct cache_persist *cache_persist_of(sh_cache *c)

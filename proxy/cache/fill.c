@@ -173,7 +173,9 @@ static void on_response(void *ud, int status, const sh_header *h, size_t n)
     if (f->storable) {
         o->nchunks = (size_t)((o->size + CACHE_CHUNK_SIZE - 1) / CACHE_CHUNK_SIZE);
         o->chunks = sh_calloc(o->nchunks ? o->nchunks : 1, sizeof(*o->chunks));
-        if (cache_mem_admit(o) != 0) f->storable = 0;
+        /* Too big for memory can still be stored on disk: memory is lent to
+         * it until the write commits (cache_disk_committed). */
+        if (cache_mem_admit(o) != 0 && !cache_persist_of(o->cache)) f->storable = 0;
     }
     if (!f->storable) {
         o->pass = 1;
@@ -312,7 +314,8 @@ static void on_done(void *ud, origin_result r, const char *detail)
         wake_all(o, CACHE_EV_DONE);
         pthread_mutex_unlock(&o->lock);
         cache_obj_drop_stale(o);
-        if (atomic_exchange(&o->evicted_while_filling, 0) && o->in_index && cache_mem_admit(o) != 0)
+        if (atomic_exchange(&o->evicted_while_filling, 0) && o->in_index &&
+            cache_mem_admit(o) != 0 && !cache_persist_of(o->cache))
             cache_index_remove(o);
         /* Verified and complete: now it may go to the disk tier. */
         if (!o->pass && o->in_index && cache_persist_of(o->cache))

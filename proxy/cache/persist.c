@@ -7,6 +7,7 @@
  *
  * Every blocking file operation happens here, never on a worker's event loop.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -182,19 +183,33 @@ static void push(cache_persist *p, job *j)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* Disk full or failing: say so, but at most once a minute. */
+static void write_failed(cache_persist *p, cache_obj *o, const char *why)
+{
+    static _Atomic int64_t last;
+    int64_t now = time(NULL), prev = atomic_load(&last);
+    if (now - prev >= 60 && atomic_compare_exchange_strong(&last, &prev, now))
+        sh_log(SH_LOG_ERROR, "cache: disk write failed (%s); objects stay in memory only", why);
+    cache_disk_write_failed(p->cache, o);
+}
+
 static void do_persist(cache_persist *p, cache_obj *o)
 {
     size_t mlen;
     char *meta = meta_encode(o, &mlen);
     disk_writer *w = disk_writer_begin(p->disk, o->key, o->keylen, meta, mlen);
     sh_free(meta);
-    if (!w) return;
+    if (!w) {
+        write_failed(p, o, strerror(errno));
+        return;
+    }
     int64_t left = o->size;
     for (size_t i = 0; i < o->nchunks && left > 0; i++) {
         size_t n = (size_t)(left < o->chunks[i]->cap ? left : o->chunks[i]->cap);
         if (disk_writer_append(w, o->chunks[i]->data, n) != 0) {
+            write_failed(p, o, strerror(errno));
             disk_writer_abort(w);
-            return; /* disk full or I/O error: the object stays memory-only */
+            return;
         }
         left -= (int64_t)n;
     }
@@ -202,7 +217,7 @@ static void do_persist(cache_persist *p, cache_obj *o)
     int have_md5 = o->etag && cache_etag_is_plain_md5(o->etag, strlen(o->etag), md5);
     int rc = disk_writer_commit(w, o->size, have_md5 ? md5 : NULL);
     if (rc != DISK_OK) {
-        sh_log(SH_LOG_WARN, "cache: not written to disk: %s", disk_rc_name(rc));
+        write_failed(p, o, disk_rc_name(rc));
         return;
     }
     cache_disk_committed(p->cache, o);
@@ -273,8 +288,6 @@ static void *io_main(void *arg)
             disk_remove(p->disk, j->key, j->keylen);
             break;
         case JOB_RULE:
-            if (disk_rules_append(p->disk, j->key, j->time) != 0)
-                sh_log(SH_LOG_ERROR, "cache: invalidation %s not persisted", j->key);
             break;
         }
         if (j->o) cache_obj_unref(j->o);
@@ -322,6 +335,9 @@ cache_persist *cache_persist_open(sh_cache *c, const char *dir, uint64_t max_byt
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
 
+    /* Known to the engine before the scan: restoring may already evict
+     * (queued removals run once the threads start). */
+    cache_set_persist(c, p);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     size_t bad = 0;
@@ -390,12 +406,9 @@ void cache_persist_remove(cache_persist *p, const char *key, size_t keylen)
     push(p, j);
 }
 
-void cache_persist_rule(cache_persist *p, const char *pattern, int64_t time_us)
+int cache_persist_rule_sync(cache_persist *p, const char *pattern, int64_t time_us)
 {
-    job *j = job_new(JOB_RULE, NULL);
-    j->key = sh_strdup(pattern);
-    j->time = time_us;
-    push(p, j);
+    return disk_rules_append(p->disk, pattern, time_us) == DISK_OK ? 0 : -1;
 }
 
 uint64_t cache_persist_used(cache_persist *p)
