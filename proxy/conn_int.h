@@ -93,8 +93,11 @@ typedef struct sh_conn {
     int hit;             /* obj was complete and fresh at lookup */
     cache_range ranges[16];
     size_t nranges, range_i;
-    int64_t rd_off;        /* next body byte of obj to queue */
-    int64_t wait_start_us; /* when this request began waiting on a fill (fill_wait_us) */
+    int64_t rd_off;              /* next body byte of obj to queue */
+    struct cache_file_req *freq; /* opening obj's disk file (sendfile) */
+    int have_file, file_fd;      /* the opened file, until queued or released */
+    uint64_t file_off;           /* offset of the body in it */
+    int64_t wait_start_us;       /* when this request began waiting on a fill (fill_wait_us) */
     int multipart, part_started, body_done;
     char boundary[32];
 

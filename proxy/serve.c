@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "conn_int.h"
 #include "shield/cache_persist.h"
@@ -168,11 +169,37 @@ static void serve_head(sh_conn *c)
 }
 
 /* Queue as many object bytes as the output watermark and `avail` allow. */
+/* Queue the body from the object's disk file: sendfile, no bytes in memory. */
+static void serve_file(sh_conn *c)
+{
+    cache_obj *o = c->obj;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer_file_segment *seg = evbuffer_file_segment_new(
+        c->file_fd, 0, (ev_off_t)(c->file_off + (uint64_t)o->size), EVBUF_FS_CLOSE_ON_FREE);
+    if (!seg) {
+        conn_abort(c, "cannot map the disk object");
+        return;
+    }
+    c->have_file = 0; /* the segment owns the descriptor now */
+    for (size_t i = 0; i < c->nranges; i++) {
+        if (c->multipart) add_part_header(c, out, i);
+        int64_t len = c->ranges[i].end - c->ranges[i].start + 1;
+        evbuffer_add_file_segment(out, seg, (ev_off_t)(c->file_off + (uint64_t)c->ranges[i].start),
+                                  len);
+        atomic_fetch_add_explicit(&sh_cache_stats(c->w->cache)->bytes_from_disk, (uint64_t)len,
+                                  memory_order_relaxed);
+    }
+    if (c->multipart) evbuffer_add_printf(out, "\r\n--%s--\r\n", c->boundary);
+    evbuffer_file_segment_free(seg); /* the buffer keeps its own references */
+    c->body_done = 1;
+}
+
 static void serve_pump(sh_conn *c)
 {
     cache_obj *o = c->obj;
     struct evbuffer *out = bufferevent_get_output(c->bev);
     cache_stats *st = sh_cache_stats(c->w->cache);
+    if (!c->body_done && c->have_file) serve_file(c);
 
     while (!c->body_done && evbuffer_get_length(out) < OUT_HIGH) {
         cache_range *rg = &c->ranges[c->range_i];
@@ -294,6 +321,28 @@ static void add_validators(const cache_obj *stale, sh_hdrlist *hl, origin_reques
     oreq->nheaders = hl->n;
 }
 
+static void file_notify(cache_waiter *wt, unsigned ev)
+{
+    cache_file_req *r = (cache_file_req *)wt; /* waiter is its first member */
+    sh_conn *c = r->ud;
+    if (c->freq != r) return;
+    c->freq = NULL;
+    if (ev & CACHE_EV_DONE) {
+        atomic_fetch_add(&sh_cache_stats(c->w->cache)->hits, 1);
+        c->have_file = 1;
+        c->file_fd = r->fd;
+        c->file_off = r->body_off;
+        r->fd = -1;
+    }
+    cache_file_req_release(r);
+    if (!c->have_file) { /* the stored copy failed verification: ask again */
+        conn_serve_release(c);
+        conn_serve(c);
+        return;
+    }
+    serve_head(c);
+}
+
 void conn_serve(sh_conn *c)
 {
     sh_req *r = &c->req;
@@ -331,12 +380,16 @@ void conn_serve(sh_conn *c)
         return;
     }
     c->obj = o;
-    c->hit = rc == CACHE_HIT;
+    c->hit = rc == CACHE_HIT || rc == CACHE_DISK;
     /* Collapsed requests log Hit, as CloudFront's do; the first logs Miss. */
     r->result_type = rc == CACHE_MISS ? "Miss" : "Hit";
     conn_set_state(c, CONN_ORIGIN);
     if (rc == CACHE_HIT) {
         serve_head(c);
+        return;
+    }
+    if (rc == CACHE_DISK) {
+        c->freq = cache_persist_open_file(cache_persist_of(c->w->cache), o, c->w, file_notify, c);
         return;
     }
     c->waiter = (cache_waiter){.worker = c->w, .notify = serve_notify};
@@ -375,6 +428,14 @@ void conn_serve_writable(sh_conn *c)
 void conn_serve_release(sh_conn *c)
 {
     cache_obj *o = c->obj;
+    if (c->freq) {
+        cache_file_req_release(c->freq);
+        c->freq = NULL;
+    }
+    if (c->have_file) {
+        close(c->file_fd);
+        c->have_file = 0;
+    }
     if (!o) return;
     int owner_of_pass = o->pass && o->owner == &c->waiter;
     cache_waiter_detach(&c->waiter);

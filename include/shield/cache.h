@@ -169,6 +169,7 @@ typedef enum {
     CACHE_JOINED, /* a fill in progress: register a waiter */
     CACHE_MISS,   /* a new FILLING object was created: start its fill */
     CACHE_LOAD,   /* a new FILLING object to read from disk: cache_persist_load() it */
+    CACHE_DISK,   /* a disk-only object to send from its file: cache_persist_open_file() */
 } cache_lookup_rc;
 
 /*

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <pthread.h>
+
 #include "shield/cache.h"
 
 typedef struct cache_persist cache_persist;
@@ -31,6 +33,29 @@ int cache_persist_rule_sync(cache_persist *p, const char *pattern, int64_t time_
 uint64_t cache_persist_used(cache_persist *p);
 size_t cache_persist_pending(cache_persist *p);
 
+/*
+ * Opening a stored file for sendfile, on an I/O thread (the whole file is
+ * verified the first time in this process). Shared by the requesting
+ * connection and the job: notify() runs on the worker with CACHE_EV_DONE
+ * (fd and body_off set; the taker closes fd) or CACHE_EV_FAIL (the stored copy
+ * is gone: look up again).
+ */
+typedef struct cache_file_req {
+    cache_waiter waiter; /* waiter.worker / waiter.notify set by the caller */
+    void *ud;
+    pthread_mutex_t lock;
+    int cancelled;
+    _Atomic int refs;
+    cache_obj *o;
+    int fd;
+    uint64_t body_off;
+} cache_file_req;
+
+cache_file_req *cache_persist_open_file(cache_persist *p, cache_obj *o, struct sh_worker *w,
+                                        void (*notify)(cache_waiter *, unsigned), void *ud);
+/* The requester is done with r (before or after its notify): no notify after this. */
+void cache_file_req_release(cache_file_req *r);
+
 /* ---- callbacks into the engine (proxy/cache/cache.c), from I/O threads ---- */
 
 /* Attach the disk tier to the engine (before the scan restores the index). */
@@ -42,6 +67,10 @@ void cache_disk_restored(sh_cache *c, cache_obj *o, uint64_t footprint);
 /* o was committed to disk / could not be written. */
 void cache_disk_committed(sh_cache *c, cache_obj *o);
 void cache_disk_write_failed(sh_cache *c, cache_obj *o);
+/* Whether o's file was verified in this process (set = mark it verified). */
+int cache_disk_verified(sh_cache *c, const cache_obj *o, int set);
+/* o's stored file failed: forget it (index and disk accounting). */
+void cache_disk_lost(sh_cache *c, cache_obj *o);
 /* A persisted invalidation rule, at start. */
 void cache_rule_restore(sh_cache *c, const char *pattern, int64_t time_us);
 /* Loading o from disk: the file verified (head), a chunk read, done, failed. */

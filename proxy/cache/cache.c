@@ -38,6 +38,8 @@ typedef struct inval_rule {
 typedef struct dent {
     struct dent *next;
     evict_node node;
+    unsigned hits; /* disk hits in this process: the second promotes to memory */
+    int verified;  /* whole file checked once (sendfile bypasses the chunk CRCs) */
     char *key;
     size_t keylen;
 } dent;
@@ -206,7 +208,8 @@ static cache_obj *shard_find(shard *s, uint64_t h, const char *key, size_t keyle
 }
 
 static cache_obj *disk_clone(sh_cache *c, const cache_obj *o, int state);
-static void disk_hit(sh_cache *c, const char *key, size_t keylen, uint64_t h);
+static int disk_hit(sh_cache *c, const char *key, size_t keylen, uint64_t h);
+static void disk_forget(sh_cache *c, const char *key, size_t keylen, uint64_t h);
 
 void cache_index_remove(cache_obj *o)
 {
@@ -427,14 +430,20 @@ cache_lookup_rc sh_cache_lookup(sh_cache *c, const char *key, size_t keylen, int
                 *out = o;
                 return CACHE_HIT;
             }
-            /* A disk hit: load it as a fill from disk that others can join. */
+            /* First disk hit: sent from the file (sendfile). Popular again:
+             * promoted, i.e. loaded into memory as a fill others can join. */
+            if (disk_hit(c, key, keylen, h) == 0) {
+                cache_obj_ref(o);
+                pthread_mutex_unlock(&s->lock);
+                *out = o; /* counted as a hit once the file is open and verified */
+                return CACHE_DISK;
+            }
             cache_obj *n = disk_clone(c, o, CACHE_OBJ_FILLING);
             shard_unlink(s, o);
             shard_insert(s, n);
             pthread_mutex_unlock(&s->lock);
             cache_obj_unref(o); /* the index's reference */
-            disk_hit(c, key, keylen, h);
-            *out = n; /* counted as a hit once loaded (cache_load_done) */
+            *out = n;           /* counted as a hit once loaded (cache_load_done) */
             return CACHE_LOAD;
         }
         if (fr == CACHE_FRESH) {
@@ -719,12 +728,37 @@ static void disk_account(sh_cache *c, const char *key, size_t keylen, uint64_t h
     }
 }
 
-static void disk_hit(sh_cache *c, const char *key, size_t keylen, uint64_t h)
+/* Record a disk hit; returns how many came before it in this process. */
+static int disk_hit(sh_cache *c, const char *key, size_t keylen, uint64_t h)
 {
+    int before = 1;
     pthread_mutex_lock(&c->dlock);
     dent **p = dmap_find(c, h, key, keylen);
-    if (p) evict_hit(c->dpol, &(*p)->node);
+    if (p) {
+        evict_hit(c->dpol, &(*p)->node);
+        before = (*p)->hits++;
+    }
     pthread_mutex_unlock(&c->dlock);
+    return before;
+}
+
+int cache_disk_verified(sh_cache *c, const cache_obj *o, int set)
+{
+    int v = 0;
+    pthread_mutex_lock(&c->dlock);
+    dent **p = dmap_find(c, o->hash, o->key, o->keylen);
+    if (p) {
+        v = (*p)->verified;
+        if (set) (*p)->verified = 1;
+    }
+    pthread_mutex_unlock(&c->dlock);
+    return v;
+}
+
+void cache_disk_lost(sh_cache *c, cache_obj *o)
+{
+    cache_index_remove(o);
+    disk_forget(c, o->key, o->keylen, o->hash);
 }
 
 static void disk_forget(sh_cache *c, const char *key, size_t keylen, uint64_t h)

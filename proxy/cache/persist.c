@@ -8,6 +8,8 @@
  * Every blocking file operation happens here, never on a worker's event loop.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 #include "shield/cache_disk.h"
 #include "shield/cache_persist.h"
 #include "shield/log.h"
+#include "shield/worker.h"
 
 /* ---- metadata blob ------------------------------------------------------- */
 
@@ -149,7 +152,7 @@ static int meta_decode(cache_obj *o, const void *meta, size_t len, uint64_t body
 
 /* ---- the I/O thread pool -------------------------------------------------- */
 
-typedef enum { JOB_PERSIST, JOB_LOAD, JOB_REMOVE, JOB_RULE } job_kind;
+typedef enum { JOB_PERSIST, JOB_LOAD, JOB_REMOVE, JOB_RULE, JOB_OPEN } job_kind;
 
 typedef struct job {
     struct job *next;
@@ -158,6 +161,7 @@ typedef struct job {
     char *key;    /* REMOVE, RULE (pattern) */
     size_t keylen;
     int64_t time;
+    cache_file_req *freq; /* OPEN */
 } job;
 
 struct cache_persist {
@@ -261,6 +265,41 @@ static void do_load(cache_persist *p, cache_obj *o)
     cache_load_done(o);
 }
 
+static void file_req_unref(cache_file_req *r)
+{
+    if (atomic_fetch_sub(&r->refs, 1) != 1) return;
+    if (r->fd >= 0) close(r->fd);
+    cache_obj_unref(r->o);
+    pthread_mutex_destroy(&r->lock);
+    sh_free(r);
+}
+
+static void do_open(cache_persist *p, cache_file_req *r)
+{
+    disk_entry *e = NULL;
+    int rc = disk_open_entry(p->disk, r->o->key, r->o->keylen, &e);
+    if (rc == DISK_OK && !cache_disk_verified(p->cache, r->o, 0)) {
+        rc = disk_entry_verify(e);
+        if (rc == DISK_OK) cache_disk_verified(p->cache, r->o, 1);
+    }
+    if (rc == DISK_OK) {
+        int fd = disk_entry_fd(e, &r->body_off);
+        r->fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+        if (r->fd < 0) rc = DISK_ERR_IO;
+    }
+    if (e) disk_entry_close(e);
+    if (rc != DISK_OK) {
+        sh_log(SH_LOG_WARN, "cache: disk object dropped: %s", disk_rc_name(rc));
+        if (rc != DISK_ERR_NOTFOUND && rc != DISK_ERR_CORRUPT)
+            disk_remove(p->disk, r->o->key, r->o->keylen);
+        cache_disk_lost(p->cache, r->o);
+    }
+    pthread_mutex_lock(&r->lock);
+    if (!r->cancelled)
+        sh_worker_wake(r->waiter.worker, &r->waiter, rc == DISK_OK ? CACHE_EV_DONE : CACHE_EV_FAIL);
+    pthread_mutex_unlock(&r->lock);
+}
+
 static void *io_main(void *arg)
 {
     cache_persist *p = arg;
@@ -288,6 +327,10 @@ static void *io_main(void *arg)
             disk_remove(p->disk, j->key, j->keylen);
             break;
         case JOB_RULE:
+            break;
+        case JOB_OPEN:
+            do_open(p, j->freq);
+            file_req_unref(j->freq);
             break;
         }
         if (j->o) cache_obj_unref(j->o);
@@ -409,6 +452,34 @@ void cache_persist_remove(cache_persist *p, const char *key, size_t keylen)
 int cache_persist_rule_sync(cache_persist *p, const char *pattern, int64_t time_us)
 {
     return disk_rules_append(p->disk, pattern, time_us) == DISK_OK ? 0 : -1;
+}
+
+cache_file_req *cache_persist_open_file(cache_persist *p, cache_obj *o, struct sh_worker *w,
+                                        void (*notify)(cache_waiter *, unsigned), void *ud)
+{
+    cache_file_req *r = sh_calloc(1, sizeof(*r));
+    r->waiter.worker = w;
+    r->waiter.notify = notify;
+    r->ud = ud;
+    pthread_mutex_init(&r->lock, NULL);
+    atomic_init(&r->refs, 2); /* the requester's and the job's */
+    cache_obj_ref(o);
+    r->o = o;
+    r->fd = -1;
+    job *j = job_new(JOB_OPEN, NULL);
+    j->freq = r;
+    push(p, j);
+    return r;
+}
+
+void cache_file_req_release(cache_file_req *r)
+{
+    pthread_mutex_lock(&r->lock);
+    r->cancelled = 1;
+    pthread_mutex_unlock(&r->lock);
+    /* A wake-up queued before the cancel must not be delivered after it. */
+    sh_worker_unwake(r->waiter.worker, &r->waiter);
+    file_req_unref(r);
 }
 
 uint64_t cache_persist_used(cache_persist *p)
