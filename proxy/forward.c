@@ -119,3 +119,52 @@ void sh_forward_response_headers(const sh_req *req, const sh_header *h, size_t n
         sh_hdrlist_add(&resp->headers, name, nl, h[i].value, h[i].value_len);
     }
 }
+
+static int param_is(const char *p, size_t n, const char *name)
+{
+    size_t l = strlen(name);
+    return n >= l && memcmp(p, name, l) == 0 && (n == l || p[l] == '=');
+}
+
+static int is_signing_param(const char *p, size_t n)
+{
+    static const char *const names[] = {"Expires",          "Policy",
+                                        "Signature",        "Key-Pair-Id",
+                                        "Hash-Algorithm",   "X-Amz-Algorithm",
+                                        "X-Amz-Credential", "X-Amz-Date",
+                                        "X-Amz-Expires",    "X-Amz-SignedHeaders",
+                                        "X-Amz-Signature",  "X-Amz-Security-Token"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (param_is(p, n, names[i])) return 1;
+    return 0;
+}
+
+size_t sh_query_strip_signature(const char *q, size_t qlen, char *out)
+{
+    int signed_req = 0;
+    for (size_t i = 0; i < qlen;) {
+        size_t e = i;
+        while (e < qlen && q[e] != '&')
+            e++;
+        if (param_is(q + i, e - i, "Signature") || param_is(q + i, e - i, "X-Amz-Signature"))
+            signed_req = 1;
+        i = e + 1;
+    }
+    if (!signed_req) {
+        memcpy(out, q, qlen);
+        return qlen;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < qlen;) {
+        size_t e = i;
+        while (e < qlen && q[e] != '&')
+            e++;
+        if (!is_signing_param(q + i, e - i) && e > i) {
+            if (o) out[o++] = '&';
+            memcpy(out + o, q + i, e - i);
+            o += e - i;
+        }
+        i = e + 1;
+    }
+    return o;
+}

@@ -98,12 +98,13 @@ void conn_origin_request(sh_conn *c, origin_request *oreq, sh_hdrlist *hl, char 
     /* path (possibly rewritten) + the query, if this behavior forwards it */
     const char *path = r->origin_path ? r->origin_path : r->path;
     size_t plen = r->origin_path ? strlen(r->origin_path) : r->path_len;
-    size_t qlen = (b->forward_query && r->query) ? r->query_len + 1 : 0;
-    *pq = sh_malloc(plen + qlen + 1);
+    size_t qlen = 0;
+    *pq = sh_malloc(plen + r->query_len + 2);
     memcpy(*pq, path, plen);
-    if (qlen) {
-        (*pq)[plen] = '?';
-        memcpy(*pq + plen + 1, r->query, r->query_len);
+    if (b->forward_query && r->query) {
+        /* Signing parameters authenticate the viewer to Shield, not Shield to the origin. */
+        qlen = sh_query_strip_signature(r->query, r->query_len, *pq + plen + 1);
+        if (qlen) (*pq)[plen] = '?', qlen++;
     }
     (*pq)[plen + qlen] = '\0';
 

@@ -187,6 +187,8 @@ cache_lookup_rc sh_cache_lookup(sh_cache *c, const char *key, size_t keylen, int
 /* Register a waiter on a FILLING object. Returns the events already
  * satisfied (e.g. HEAD|DATA) so the caller can act at once; 0 if none. */
 unsigned cache_waiter_attach(cache_obj *o, cache_waiter *wt);
+/* Take wt out of o's waiter list; the caller holds o->lock. */
+void cache_waiter_unlink_locked(cache_obj *o, cache_waiter *wt);
 /* Unregister (idempotent); safe against a concurrent notification. */
 void cache_waiter_detach(cache_waiter *wt);
 

@@ -26,6 +26,16 @@ void sh_forward_request_headers(const sh_req *req, const char *node, sh_hdrlist 
 /* Fill resp->headers / resp->content_length from an origin response head. */
 void sh_forward_response_headers(const sh_req *req, const sh_header *h, size_t n, sh_resp *resp);
 
+/*
+ * The query without signing parameters, for the cache key and the origin:
+ * when a request is signed (it carries CloudFront's Signature or SigV4's
+ * X-Amz-Signature), CloudFront's Expires/Policy/Signature/Key-Pair-Id/
+ * Hash-Algorithm and SigV4's X-Amz-* query parameters are dropped; an unsigned
+ * query is returned unchanged (an application's own "Expires" stays). Writes
+ * at most qlen bytes to out; returns the length written.
+ */
+size_t sh_query_strip_signature(const char *q, size_t qlen, char *out);
+
 /* Strict Content-Length value: 1-18 digits, nothing else. -1 if invalid. */
 int64_t sh_parse_content_length(const char *v, size_t len);
 

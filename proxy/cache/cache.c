@@ -15,6 +15,7 @@
 
 #include "shield/alloc.h"
 #include "shield/cache_persist.h"
+#include "shield/forward.h"
 #include "shield/log.h"
 #include "shield/worker.h"
 
@@ -373,8 +374,7 @@ char *sh_cache_key(const char *host, size_t hlen, const char *path, size_t plen,
     k[o++] = '\0';
     if (query && b && b->forward_query) {
         k[o++] = '?';
-        memcpy(k + o, query, qlen);
-        o += qlen;
+        o += sh_query_strip_signature(query, qlen, k + o); /* never part of the key */
     }
     k[o++] = '\0';
     for (size_t i = 0; b && i < b->nforward_headers; i++) {
@@ -551,19 +551,22 @@ unsigned cache_waiter_attach(cache_obj *o, cache_waiter *wt)
     return ready;
 }
 
+void cache_waiter_unlink_locked(cache_obj *o, cache_waiter *wt)
+{
+    if (wt->prev)
+        wt->prev->next = wt->next;
+    else
+        o->waiters = wt->next;
+    if (wt->next) wt->next->prev = wt->prev;
+    wt->registered = 0;
+}
+
 void cache_waiter_detach(cache_waiter *wt)
 {
     cache_obj *o = wt->obj;
     if (o && wt->registered) {
         pthread_mutex_lock(&o->lock);
-        if (wt->registered) {
-            if (wt->prev)
-                wt->prev->next = wt->next;
-            else
-                o->waiters = wt->next;
-            if (wt->next) wt->next->prev = wt->prev;
-            wt->registered = 0;
-        }
+        if (wt->registered) cache_waiter_unlink_locked(o, wt);
         if (o->owner == wt) o->owner = NULL;
         pthread_mutex_unlock(&o->lock);
     }

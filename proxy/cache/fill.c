@@ -196,12 +196,7 @@ static void on_response(void *ud, int status, const sh_header *h, size_t n)
         next = wt->next;
         if (o->pass && wt != o->owner) {
             /* Not shared: this viewer fetches on its own. */
-            if (wt->prev)
-                wt->prev->next = wt->next;
-            else
-                o->waiters = wt->next;
-            if (wt->next) wt->next->prev = wt->prev;
-            wt->registered = 0;
+            cache_waiter_unlink_locked(o, wt);
             cache_wake(wt, CACHE_EV_RESTART);
         } else {
             cache_wake(wt, CACHE_EV_HEAD);

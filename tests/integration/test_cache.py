@@ -1376,3 +1376,23 @@ def test_admin_invalidation_rejects_bad_paths(admin, origin, body):
     assert r.status == 400, r
     assert_hit(get(sh.port, '/ok'))  # nothing was invalidated, not even the valid path
     assert origin.count('/ok') == 1
+
+
+def test_signature_parameters_never_keyed_nor_forwarded(shield, origin):
+    """Signing parameters (CloudFront's and SigV4's) are stripped before the cache key
+    and the origin request: two viewers with different signatures share one object;
+    an unsigned query keeps its own parameters, even one called Expires."""
+    origin.route('/q/book.epub', Reply(body=b'signed book', headers=[
+        ('Cache-Control', 'max-age=60')]))
+    sh = shield([http_origin('o', origin)], [behavior('/q/*', 'o', forward_query=True),
+                                             behavior('*', 'o')])
+    r = get(sh.port, '/q/book.epub?v=1&Expires=2000000000&Signature=AAA~&Key-Pair-Id=K1')
+    assert (r.status, r.body) == (200, b'signed book')
+    assert origin.requests[-1].target == '/q/book.epub?v=1'
+    r = get(sh.port, '/q/book.epub?v=1&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=ff'
+                     '&X-Amz-Credential=AK%2F20261123%2Fus-east-1%2Fs3%2Faws4_request')
+    assert r.header('X-Cache').startswith('Hit'), r.headers
+    assert origin.count('/q/book.epub') == 1
+    r = get(sh.port, '/q/book.epub?v=1&Expires=5')  # unsigned: its own query, its own key
+    assert r.header('X-Cache').startswith('Miss')
+    assert origin.requests[-1].target == '/q/book.epub?v=1&Expires=5'

@@ -484,13 +484,13 @@ def test_disk_objects_counts_each_key_once(shield, origin, tmp_path):
 
 
 def test_disk_cap_evicts_and_deletes_files(shield, origin, tmp_path):
-    """12 x 1 MiB through a 4 MiB disk tier: the bytes stay within the cap plus one object,
+    """40 x 1 MiB (10x the cap) through a 4 MiB disk tier: the bytes stay within the cap plus one object,
     evicted files are deleted, every request is byte-exact."""
     cache_dir = tmp_path / 'cache'
     origin.default = lambda q: Reply(size=MIB, seed=int(q.path.rsplit('/', 1)[1]))
     sh = disk_shield(shield, origin, cache_dir, disk_size='4M', cache={'memory_size': '2M'})
     peak = 0
-    for i in range(12):
+    for i in range(40):
         r = get(sh.port, f'/c/{i}')
         assert sha(r.body) == det_sha256(MIB, i)
         st = wait_idle(sh)
@@ -500,7 +500,7 @@ def test_disk_cap_evicts_and_deletes_files(shield, origin, tmp_path):
     assert 1 <= st['disk_objects'] <= 4, st
     assert len(obj_files(cache_dir)) == st['disk_objects'], (tree(cache_dir), st)
     assert sum(obj_files(cache_dir).values()) <= 4 * MIB + MIB + 8192
-    for i in range(12):
+    for i in range(40):
         r = get(sh.port, f'/c/{i}')
         assert r.status == 200 and sha(r.body) == det_sha256(MIB, i), i
     sh = restart(shield, sh)

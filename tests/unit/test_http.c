@@ -180,6 +180,30 @@ static void test_forward_response(void **st)
     sh_hdrlist_clear(&resp.headers);
 }
 
+static void strip(const char *in, const char *want)
+{
+    char out[256];
+    size_t n = sh_query_strip_signature(in, strlen(in), out);
+    out[n] = '\0';
+    assert_string_equal(out, want);
+}
+
+static void test_query_strip_signature(void **st)
+{
+    /* unsigned queries are untouched, even an application's own Expires */
+    strip("a=1&Expires=5", "a=1&Expires=5");
+    strip("", "");
+    /* CloudFront canned and custom policies */
+    strip("a=1&Expires=5&Signature=x~y_&Key-Pair-Id=K1", "a=1");
+    strip("Policy=p&Signature=s&Key-Pair-Id=K&Hash-Algorithm=SHA256&b=2", "b=2");
+    /* SigV4 presigned */
+    strip("X-Amz-Algorithm=A&X-Amz-Credential=c&X-Amz-Date=d&X-Amz-Expires=60&"
+          "X-Amz-SignedHeaders=host&X-Amz-Signature=ff&v=1",
+          "v=1");
+    /* names are matched whole, not by prefix */
+    strip("Signature=s&Signatures=2&Expiresx=3", "Signatures=2&Expiresx=3");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -192,6 +216,7 @@ int main(void)
         cmocka_unit_test(test_forward_request_s3),
         cmocka_unit_test(test_forward_request_http_cookies),
         cmocka_unit_test(test_forward_response),
+        cmocka_unit_test(test_query_strip_signature),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
