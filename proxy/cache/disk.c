@@ -397,7 +397,13 @@ disk_store *disk_open(const char *dir, uint64_t max_bytes, char *err, size_t err
         snprintf(err, errlen, "%s: %s", dir, strerror(errno));
         return NULL;
     }
-    lock = openat(root, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    /* Remember whether LOCK is ours: a refused foreign directory is left as found. */
+    int created = 1;
+    lock = openat(root, "LOCK", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (lock < 0 && errno == EEXIST) {
+        created = 0;
+        lock = openat(root, "LOCK", O_RDWR | O_CLOEXEC);
+    }
     if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) < 0) {
         if (lock >= 0 && errno == EWOULDBLOCK)
             snprintf(err, errlen, "%s is in use by another cache store (LOCK held)", dir);
@@ -405,7 +411,10 @@ disk_store *disk_open(const char *dir, uint64_t max_bytes, char *err, size_t err
             snprintf(err, errlen, "%s/LOCK: %s", dir, strerror(errno));
         goto fail;
     }
-    if (check_version(root, dir, err, errlen) < 0) goto fail;
+    if (check_version(root, dir, err, errlen) < 0) {
+        if (created) unlinkat(root, "LOCK", 0);
+        goto fail;
+    }
 
     disk_store *s = sh_calloc(1, sizeof *s);
     s->root = root;
