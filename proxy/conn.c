@@ -58,8 +58,6 @@ static const unsigned transitions[CONN_NSTATES] = {
 };
 #undef B
 
-enum { PAUSE_NONE, PAUSE_HEAD, PAUSE_MSG };
-
 static void conn_free(sh_conn *c);
 static void conn_parse(sh_conn *c);
 static void conn_run_phases(sh_conn *c);
@@ -119,7 +117,7 @@ static int on_message_begin(llhttp_t *p)
     c->nspans = 0;
     c->last_cb = 0;
     c->header_bytes = 0;
-    c->head_done = c->msg_done = c->has_body = c->expect_continue = 0;
+    c->msg_done = c->has_body = c->expect_continue = 0;
     return 0;
 }
 
@@ -345,9 +343,7 @@ static int on_headers_complete(llhttp_t *p)
             return bad(c, 417, "unsupported Expect");
         c->expect_continue = c->has_body;
     }
-    c->head_done = 1;
     if (c->has_body) {
-        c->pause_at = PAUSE_HEAD;
         return HPE_PAUSED;
     }
     return 0;
@@ -367,7 +363,6 @@ static int on_message_complete(llhttp_t *p)
 {
     sh_conn *c = conn_of(p);
     c->msg_done = 1;
-    c->pause_at = PAUSE_MSG;
     return HPE_PAUSED;
 }
 
@@ -627,7 +622,6 @@ static void conn_parse(sh_conn *c)
             if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
             data = v.iov_base;
         }
-        c->pause_at = PAUSE_NONE;
         c->prev_exec_end = c->exec_data ? c->exec_end : NULL;
         c->exec_data = data;
         c->exec_end = data + v.iov_len;
@@ -646,8 +640,10 @@ static void conn_parse(sh_conn *c)
         }
         if (e == HPE_PAUSED) {
             if (c->state == CONN_BODY) {
-                /* body complete */
+                /* body complete: modules and the origin request see it in req */
                 evtimer_del(c->timer);
+                c->req.body_len = c->body ? evbuffer_get_length(c->body) : 0;
+                c->req.body = c->req.body_len ? (const char *)evbuffer_pullup(c->body, -1) : NULL;
                 conn_serve(c);
             } else {
                 evtimer_del(c->timer);

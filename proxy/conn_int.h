@@ -71,8 +71,7 @@ typedef struct sh_conn {
     size_t header_bytes;
     int err_status; /* set by a callback before it fails the parse */
     const char *err_detail;
-    unsigned pause_at; /* PAUSE_* that made llhttp stop */
-    int head_done, msg_done, has_body, expect_continue;
+    int msg_done, has_body, expect_continue;
     struct evbuffer *body;
 
     /* current request */

@@ -118,7 +118,6 @@ void conn_origin_request(sh_conn *c, origin_request *oreq, sh_hdrlist *hl, char 
         for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
             sh_hdrlist_del(hl, v[i]);
     }
-    size_t body_len = c->body ? evbuffer_get_length(c->body) : 0;
     *oreq = (origin_request){
         .origin = o,
         .creds = c->w->creds[o - c->w->cfg->origins],
@@ -127,8 +126,8 @@ void conn_origin_request(sh_conn *c, origin_request *oreq, sh_hdrlist *hl, char 
         .path_query_len = plen + qlen,
         .headers = hl->v,
         .nheaders = hl->n,
-        .body = body_len ? (char *)evbuffer_pullup(c->body, -1) : NULL,
-        .body_len = body_len,
+        .body = r->body,
+        .body_len = r->body_len,
     };
 }
 

@@ -63,11 +63,12 @@ static int64_t multipart_length(sh_conn *c)
     return total;
 }
 
-static void serve_error(sh_conn *c, int status)
+/* Answer with a generated response instead of the object (hname may be NULL). */
+static void serve_error(sh_conn *c, int status, const char *hname, const char *hvalue)
 {
     conn_serve_release(c);
     if (c->state != CONN_PHASES) conn_set_state(c, CONN_PHASES);
-    sh_req_respond(&c->req, status, NULL, NULL, NULL, NULL);
+    sh_req_respond(&c->req, status, hname, hvalue, NULL, NULL);
     conn_send_generated(c);
 }
 
@@ -93,7 +94,7 @@ static void serve_head(sh_conn *c)
         cache_cond cond = cache_eval_conditionals(
             r->headers, r->nheaders, o->etag, o->etag ? strlen(o->etag) : 0, o->last_modified, 1);
         if (cond == CACHE_COND_412) {
-            serve_error(c, 412);
+            serve_error(c, 412, NULL, NULL);
             return;
         }
         if (cond == CACHE_COND_304) {
@@ -114,10 +115,7 @@ static void serve_head(sh_conn *c)
             if (rc == CACHE_RANGE_UNSATISFIABLE) {
                 char cr[64];
                 snprintf(cr, sizeof(cr), "bytes */%lld", (long long)o->size);
-                conn_serve_release(c);
-                conn_set_state(c, CONN_PHASES);
-                sh_req_respond(r, 416, "Content-Range", cr, NULL, NULL);
-                conn_send_generated(c);
+                serve_error(c, 416, "Content-Range", cr);
                 return;
             }
             if (rc == CACHE_RANGE_OK && n >= 1) {
@@ -295,7 +293,7 @@ static void serve_notify(cache_waiter *wt, unsigned ev)
             c->req.detailed_result = o->fail == CACHE_FAIL_ORIGIN_TIMEOUT   ? "OriginCommError"
                                      : o->fail == CACHE_FAIL_ORIGIN_CONNECT ? "OriginConnectError"
                                                                             : "OriginError";
-            serve_error(c, status);
+            serve_error(c, status, NULL, NULL);
             return;
         }
         if (ev & (CACHE_EV_HEAD | CACHE_EV_DATA | CACHE_EV_DONE)) {

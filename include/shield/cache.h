@@ -51,6 +51,8 @@ typedef struct cache_chunk {
     char data[];
 } cache_chunk;
 
+/* A chunk of cap bytes with one reference. */
+cache_chunk *cache_chunk_new(uint32_t cap);
 void cache_chunk_ref(cache_chunk *ch);
 void cache_chunk_unref(cache_chunk *ch);
 
@@ -131,7 +133,6 @@ typedef struct cache_obj {
     int background;                    /* a stale-while-revalidate refresh: lookups serve `stale` */
     _Atomic int on_disk;               /* a verified copy is committed to the disk tier */
     int disk_only;                     /* index entry of a stored file, body not in memory */
-    int loading;                       /* being read back from disk (cache_persist_load) */
     _Atomic int evicted_while_filling; /* charge it to the memory tier again at completion */
     struct cache_fill *fill;           /* while FILLING; touched only on the filling worker */
 } cache_obj;
@@ -216,6 +217,8 @@ void cache_fill_abandon(cache_obj *o);
 /* Worker shutdown: cancel every fill the worker runs (no waiter may remain). */
 void cache_fills_shutdown(struct sh_worker *w);
 
+/* Wake every waiter of o (called with o->lock held). */
+void cache_wake_all_locked(cache_obj *o, unsigned events);
 /* Wake a waiter on its worker (called with the object lock held). */
 void cache_wake(cache_waiter *wt, unsigned events);
 

@@ -83,6 +83,14 @@ void cache_chunk_ref(cache_chunk *ch)
     atomic_fetch_add_explicit(&ch->refs, 1, memory_order_relaxed);
 }
 
+cache_chunk *cache_chunk_new(uint32_t cap)
+{
+    cache_chunk *ch = sh_malloc(sizeof(*ch) + cap);
+    atomic_init(&ch->refs, 1);
+    ch->cap = cap;
+    return ch;
+}
+
 void cache_chunk_unref(cache_chunk *ch)
 {
     if (ch && atomic_fetch_sub_explicit(&ch->refs, 1, memory_order_acq_rel) == 1) sh_free(ch);
@@ -212,6 +220,26 @@ static cache_obj *disk_clone(sh_cache *c, const cache_obj *o, int state);
 static int disk_hit(sh_cache *c, const char *key, size_t keylen, uint64_t h);
 static void disk_forget(sh_cache *c, const char *key, size_t keylen, uint64_t h);
 
+/* Take o out of the memory tier's accounting (idempotent). */
+static void mem_uncharge(sh_cache *c, cache_obj *o)
+{
+    if (o->evict.size && evict_remove(c->mem, &o->evict)) {
+        atomic_fetch_sub(&c->stats.objects, 1);
+        atomic_fetch_sub(&c->stats.bytes, o->evict.size);
+    }
+}
+
+/* Put repl (NULL = nothing) in o's place if o is still the indexed object. */
+static void index_swap(sh_cache *c, cache_obj *o, cache_obj *repl)
+{
+    shard *s = shard_of(c, o->hash);
+    pthread_mutex_lock(&s->lock);
+    int was = shard_unlink(s, o);
+    if (was && repl) shard_insert(s, repl);
+    pthread_mutex_unlock(&s->lock);
+    if (was) cache_obj_unref(o);
+}
+
 void cache_index_remove(cache_obj *o)
 {
     sh_cache *c = o->cache;
@@ -219,10 +247,7 @@ void cache_index_remove(cache_obj *o)
     pthread_mutex_lock(&s->lock);
     int was = shard_unlink(s, o);
     pthread_mutex_unlock(&s->lock);
-    if (o->evict.size && evict_remove(c->mem, &o->evict)) {
-        atomic_fetch_sub(&c->stats.objects, 1);
-        atomic_fetch_sub(&c->stats.bytes, o->evict.size);
-    }
+    mem_uncharge(c, o);
     if (was) cache_obj_unref(o);
 }
 
@@ -245,7 +270,6 @@ again:
         atomic_fetch_sub(&c->stats.objects, 1);
         atomic_fetch_sub(&c->stats.bytes, v->evict.size);
         atomic_fetch_add(&c->stats.evictions, 1);
-        shard *s = shard_of(c, v->hash);
         if (atomic_load(&v->state) == CACHE_OBJ_FILLING) {
             /* Still filling: keep it findable so requests go on collapsing
              * onto it; it is charged again when it completes. */
@@ -255,11 +279,7 @@ again:
         }
         /* Out of memory is not out of the cache when the object is on disk. */
         cache_obj *keep = atomic_load(&v->on_disk) ? disk_clone(c, v, CACHE_OBJ_COMPLETE) : NULL;
-        pthread_mutex_lock(&s->lock);
-        int was = shard_unlink(s, v);
-        if (was && keep) shard_insert(s, keep);
-        pthread_mutex_unlock(&s->lock);
-        if (was) cache_obj_unref(v);
+        index_swap(c, v, keep);
         if (keep) cache_obj_unref(keep);
     }
     /* A big book may need more victims than one call returns: go on. */
@@ -474,10 +494,7 @@ cache_lookup_rc sh_cache_lookup(sh_cache *c, const char *key, size_t keylen, int
         n->stale = old, cache_obj_ref(old); /* before the shard lock drops: lookups use it */
     pthread_mutex_unlock(&s->lock);
     if (old) {
-        if (old->evict.size && evict_remove(c->mem, &old->evict)) {
-            atomic_fetch_sub(&c->stats.objects, 1);
-            atomic_fetch_sub(&c->stats.bytes, old->evict.size);
-        }
+        mem_uncharge(c, old);
         if (revalidate && !background)
             n->stale = old; /* takes the index's reference */
         else
@@ -518,10 +535,7 @@ void cache_index_restore(cache_obj *failed, cache_obj *stale)
         put = 1;
     }
     pthread_mutex_unlock(&s->lock);
-    if (failed->evict.size && evict_remove(c->mem, &failed->evict)) {
-        atomic_fetch_sub(&c->stats.objects, 1);
-        atomic_fetch_sub(&c->stats.bytes, failed->evict.size);
-    }
+    mem_uncharge(c, failed);
     if (was) cache_obj_unref(failed);
     if (put && cache_mem_admit(stale) != 0) cache_index_remove(stale);
 }
@@ -572,6 +586,12 @@ void cache_waiter_detach(cache_waiter *wt)
     }
     wt->obj = NULL;
     sh_worker_unwake(wt->worker, wt);
+}
+
+void cache_wake_all_locked(cache_obj *o, unsigned events)
+{
+    for (cache_waiter *wt = o->waiters; wt; wt = wt->next)
+        cache_wake(wt, events);
 }
 
 void cache_wake(cache_waiter *wt, unsigned events)
@@ -803,7 +823,6 @@ static cache_obj *disk_clone(sh_cache *c, const cache_obj *o, int state)
     } else {
         n->nchunks = (size_t)((n->size + CACHE_CHUNK_SIZE - 1) / CACHE_CHUNK_SIZE);
         n->chunks = sh_calloc(n->nchunks ? n->nchunks : 1, sizeof(*n->chunks));
-        n->loading = 1;
     }
     return n;
 }
@@ -855,8 +874,7 @@ void cache_load_head(cache_obj *o)
 {
     pthread_mutex_lock(&o->lock);
     o->head_ready = 1;
-    for (cache_waiter *wt = o->waiters; wt; wt = wt->next)
-        cache_wake(wt, CACHE_EV_HEAD);
+    cache_wake_all_locked(o, CACHE_EV_HEAD);
     pthread_mutex_unlock(&o->lock);
 }
 
@@ -866,8 +884,7 @@ void cache_load_chunk(cache_obj *o, size_t i, cache_chunk *ch)
     atomic_fetch_add(&o->cache->stats.bytes_from_disk, ch->cap);
     atomic_store_explicit(&o->avail, (int64_t)i * CACHE_CHUNK_SIZE + ch->cap, memory_order_release);
     pthread_mutex_lock(&o->lock);
-    for (cache_waiter *wt = o->waiters; wt; wt = wt->next)
-        cache_wake(wt, CACHE_EV_DATA);
+    cache_wake_all_locked(o, CACHE_EV_DATA);
     pthread_mutex_unlock(&o->lock);
 }
 
@@ -876,19 +893,13 @@ void cache_load_done(cache_obj *o)
     atomic_fetch_add(&o->cache->stats.hits, 1);
     pthread_mutex_lock(&o->lock);
     atomic_store(&o->state, CACHE_OBJ_COMPLETE);
-    for (cache_waiter *wt = o->waiters; wt; wt = wt->next)
-        cache_wake(wt, CACHE_EV_DONE);
+    cache_wake_all_locked(o, CACHE_EV_DONE);
     pthread_mutex_unlock(&o->lock);
     if (cache_mem_admit(o) != 0) {
         /* Too big for memory: keep serving it from disk next time. */
         sh_cache *c = o->cache;
         cache_obj *keep = disk_clone(c, o, CACHE_OBJ_COMPLETE);
-        shard *s = shard_of(c, o->hash);
-        pthread_mutex_lock(&s->lock);
-        int was = shard_unlink(s, o);
-        if (was) shard_insert(s, keep);
-        pthread_mutex_unlock(&s->lock);
-        if (was) cache_obj_unref(o);
+        index_swap(c, o, keep);
         cache_obj_unref(keep);
     }
 }
@@ -900,8 +911,7 @@ void cache_load_failed(cache_obj *o)
     pthread_mutex_lock(&o->lock);
     o->fail = CACHE_FAIL_DISK;
     atomic_store(&o->state, CACHE_OBJ_FAILED);
-    for (cache_waiter *wt = o->waiters; wt; wt = wt->next)
-        cache_wake(wt, CACHE_EV_FAIL);
+    cache_wake_all_locked(o, CACHE_EV_FAIL);
     pthread_mutex_unlock(&o->lock);
 }
 

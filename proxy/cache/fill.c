@@ -39,12 +39,6 @@ typedef struct cache_fill {
     size_t chunks_cap;
 } cache_fill;
 
-static void wake_all(cache_obj *o, unsigned ev)
-{
-    for (cache_waiter *wt = o->waiters; wt; wt = wt->next)
-        cache_wake(wt, ev);
-}
-
 static void fill_free(cache_fill *f)
 {
     sh_worker *w = f->w;
@@ -76,7 +70,7 @@ static void fill_fail(cache_fill *f, cache_fail why)
     pthread_mutex_lock(&o->lock);
     o->fail = why;
     atomic_store(&o->state, CACHE_OBJ_FAILED);
-    wake_all(o, CACHE_EV_FAIL);
+    cache_wake_all_locked(o, CACHE_EV_FAIL);
     pthread_mutex_unlock(&o->lock);
 }
 
@@ -129,7 +123,7 @@ static void refresh_from_stale(cache_fill *f, const sh_header *h, size_t n, int6
     pthread_mutex_lock(&o->lock);
     o->head_ready = 1;
     atomic_store(&o->state, CACHE_OBJ_COMPLETE);
-    wake_all(o, CACHE_EV_HEAD | CACHE_EV_DATA | CACHE_EV_DONE);
+    cache_wake_all_locked(o, CACHE_EV_HEAD | CACHE_EV_DATA | CACHE_EV_DONE);
     pthread_mutex_unlock(&o->lock);
 }
 
@@ -243,10 +237,7 @@ static int on_body(void *ud, const char *data, size_t len)
             uint32_t cap = CACHE_CHUNK_SIZE;
             if (!o->pass && o->size - (int64_t)idx * CACHE_CHUNK_SIZE < CACHE_CHUNK_SIZE)
                 cap = (uint32_t)(o->size - (int64_t)idx * CACHE_CHUNK_SIZE);
-            cache_chunk *ch = sh_malloc(sizeof(*ch) + cap);
-            atomic_init(&ch->refs, 1);
-            ch->cap = cap;
-            o->chunks[idx] = ch;
+            o->chunks[idx] = cache_chunk_new(cap);
             if (o->pass && idx + 1 > o->nchunks) o->nchunks = idx + 1;
         }
         size_t n = o->chunks[idx]->cap - off;
@@ -260,7 +251,7 @@ static int on_body(void *ud, const char *data, size_t len)
     }
     atomic_store_explicit(&o->avail, avail, memory_order_release);
     pthread_mutex_lock(&o->lock);
-    wake_all(o, CACHE_EV_DATA);
+    cache_wake_all_locked(o, CACHE_EV_DATA);
     pthread_mutex_unlock(&o->lock);
     return ORIGIN_BODY_OK;
 }
@@ -306,7 +297,7 @@ static void on_done(void *ud, origin_result r, const char *detail)
     if (r == ORIGIN_OK) {
         pthread_mutex_lock(&o->lock);
         atomic_store(&o->state, CACHE_OBJ_COMPLETE);
-        wake_all(o, CACHE_EV_DONE);
+        cache_wake_all_locked(o, CACHE_EV_DONE);
         pthread_mutex_unlock(&o->lock);
         cache_obj_drop_stale(o);
         if (atomic_exchange(&o->evicted_while_filling, 0) && o->in_index &&

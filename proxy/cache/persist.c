@@ -243,14 +243,11 @@ static void do_load(cache_persist *p, cache_obj *o)
         return;
     }
     cache_load_head(o);
-    sh_log(SH_LOG_DEBUG, "load: %zu chunks, size %lld", o->nchunks, (long long)o->size);
     for (size_t i = 0; i < o->nchunks; i++) {
         int64_t off = (int64_t)i * CACHE_CHUNK_SIZE;
         uint32_t cap =
             (uint32_t)(o->size - off < CACHE_CHUNK_SIZE ? o->size - off : CACHE_CHUNK_SIZE);
-        cache_chunk *ch = sh_malloc(sizeof(*ch) + cap);
-        atomic_init(&ch->refs, 1);
-        ch->cap = cap;
+        cache_chunk *ch = cache_chunk_new(cap);
         ssize_t got = disk_read_body(e, (uint64_t)off, ch->data, cap);
         if (got != (ssize_t)cap) {
             sh_free(ch);

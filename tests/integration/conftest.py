@@ -485,6 +485,31 @@ class ProtocolError(Exception):
     pass
 
 
+def parse_head(head):
+    """A Resp from a response head (status line and header lines, no final CRLFs)."""
+    lines = head.split(b'\r\n')
+    m = re.match(rb'(HTTP/\d\.\d) (\d{3})(?: (.*))?$', lines[0])
+    if not m:
+        raise ProtocolError(f'bad status line {lines[0]!r}')
+    headers = []
+    for ln in lines[1:]:
+        k, sep, v = ln.partition(b':')
+        if not sep:
+            raise ProtocolError(f'bad header line {ln!r}')
+        headers.append((k.decode('latin-1'), v.strip(b' \t').decode('latin-1')))
+    return Resp(m.group(1).decode(), int(m.group(2)), (m.group(3) or b'').decode('latin-1'),
+                headers, head)
+
+
+def xcache(r):
+    """'Hit' / 'Miss' / 'Error'... from the X-Cache header (whose node name is checked)."""
+    assert r is not None, 'no response'
+    v = r.header('X-Cache') or ''
+    m = re.fullmatch(r'(\w+) from ' + re.escape(NODE), v)
+    assert m, f'X-Cache {v!r} in {r.headers}'
+    return m.group(1)
+
+
 class Conn:
     """A raw client connection with a receive buffer shared across responses."""
 
@@ -543,18 +568,7 @@ class Conn:
             i = self.buf.index(b'\r\n\r\n')
             head = bytes(self.buf[:i])
             del self.buf[:i + 4]
-            lines = head.split(b'\r\n')
-            m = re.match(rb'(HTTP/\d\.\d) (\d{3})(?: (.*))?$', lines[0])
-            if not m:
-                raise ProtocolError(f'bad status line {lines[0]!r}')
-            headers = []
-            for ln in lines[1:]:
-                k, sep, v = ln.partition(b':')
-                if not sep:
-                    raise ProtocolError(f'bad header line {ln!r}')
-                headers.append((k.decode('latin-1'), v.strip(b' \t').decode('latin-1')))
-            r = Resp(m.group(1).decode(), int(m.group(2)), (m.group(3) or b'').decode('latin-1'),
-                     headers, head)
+            r = parse_head(head)
             if 100 <= r.status < 200 and r.status != 101:
                 interim.append(r.status)
                 continue

@@ -21,10 +21,10 @@ from collections import Counter
 
 import pytest
 
-from conftest import (ALL_METHODS, MIB, NODE, SAN, SHIELD_BIN, Conn, ProtocolError, Reply, Resp,
+from conftest import (ALL_METHODS, MIB, SAN, SHIELD_BIN, Conn, ProtocolError, Reply,
                       Shield, assert_aborted, base_config, behavior, det_body, det_sha256, fetch,
                       free_port, get, http_origin, port_open, render_config, request_bytes,
-                      wait_until)
+                      parse_head, wait_until, xcache)
 from origin import ScriptedOrigin
 
 HTTP_DATE = '%a, %d %b %Y %H:%M:%S GMT'
@@ -36,15 +36,6 @@ def start(shield, origin, behaviors=None, origin_kw=None, **over):
     """Shield (2 workers) with one http origin `o`; behaviors default to a single `*`."""
     bs = behaviors or [behavior('*', 'o')]
     return shield([http_origin('o', origin, **(origin_kw or {}))], bs, **over)
-
-
-def xcache(r):
-    """'Hit' / 'Miss' / 'Error' from the X-Cache header (whose node name is checked)."""
-    assert r is not None, 'no response'
-    v = r.header('X-Cache') or ''
-    m = re.fullmatch(r'(\w+) from ' + re.escape(NODE), v)
-    assert m, f'X-Cache {v!r} in {r.headers}'
-    return m.group(1)
 
 
 def assert_hit(r, body=None, status=200):
@@ -102,19 +93,6 @@ class Outcome:
                 f'closed={self.closed}>')
 
 
-def _parse_head(head):
-    lines = head.split(b'\r\n')
-    m = re.match(rb'(HTTP/\d\.\d) (\d{3})(?: (.*))?$', lines[0])
-    if not m:
-        raise ProtocolError(f'bad status line {lines[0]!r}')
-    hs = []
-    for ln in lines[1:]:
-        k, _, v = ln.partition(b':')
-        hs.append((k.decode('latin-1'), v.strip(b' \t').decode('latin-1')))
-    return Resp(m.group(1).decode(), int(m.group(2)), (m.group(3) or b'').decode('latin-1'),
-                hs, head)
-
-
 def _read_fast(c, sink, deadline, method):
     """Read one response; a plain Content-Length body is streamed with recv_into straight
     into the sink (200 viewers x 20 MiB would otherwise cost seconds of copies)."""
@@ -122,7 +100,7 @@ def _read_fast(c, sink, deadline, method):
         if not c._fill(deadline):
             raise ProtocolError('closed before a response head')
     i = c.buf.index(b'\r\n\r\n')
-    r = _parse_head(bytes(c.buf[:i]))
+    r = parse_head(bytes(c.buf[:i]))
     cl = r.header('content-length')
     if (method != 'GET' or r.status < 200 or r.status in (204, 304) or cl is None
             or r.has('transfer-encoding')):

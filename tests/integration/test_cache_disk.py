@@ -30,9 +30,9 @@ from pathlib import Path
 import pytest
 
 from origin import det_chunks  # noqa: E402
-from conftest import (MIB, NODE, SHIELD_BIN, Conn, ProtocolError, Reply, Shield, behavior,
+from conftest import (MIB, SHIELD_BIN, Conn, ProtocolError, Reply, Shield, behavior,
                       det_body, det_sha256, fetch, free_port, get, http_origin, port_open,
-                      request_bytes, wait_until)
+                      request_bytes, wait_until, xcache)
 
 KILL_ITERATIONS = int(os.environ.get('SHIELD_KILL_ITERATIONS', '50'))
 KILL_SEED = int(os.environ.get('SHIELD_KILL_SEED', str(int(time.time()) % 100000)))
@@ -44,14 +44,6 @@ VOLATILE = {'date', 'age', 'x-request-id'}
 
 
 # ---- helpers -----------------------------------------------------------------------------
-
-def xcache(r):
-    assert r is not None, 'no response'
-    v = r.header('X-Cache') or ''
-    m = re.fullmatch(r'(\w+) from ' + re.escape(NODE), v)
-    assert m, f'X-Cache {v!r} in {r.headers}'
-    return m.group(1)
-
 
 def sha(b):
     return hashlib.sha256(b).hexdigest()

@@ -216,6 +216,17 @@ def test_all_methods_forwarded_when_allowed(sh, o):
     assert o.count() == n0 + len(ALL_METHODS)
 
 
+def test_request_body_content_type_forwarded(sh, o):
+    """Regression: the body's Content-Type reached the origin only if the request
+    struct carried the body, which it did not."""
+    r = fetch(sh.port, '/rw/form', method='POST', body=b'a=1&b=2',
+              headers={'Content-Type': 'application/x-www-form-urlencoded'})
+    assert r.status == 200, r
+    q = o.requests[-1]
+    assert (q.method, q.body) == ('POST', b'a=1&b=2')
+    assert q.header('Content-Type') == 'application/x-www-form-urlencoded', q.headers
+
+
 def test_options_allowed_by_default(sh, o):
     r = fetch(sh.port, '/opt', method='OPTIONS')
     assert r.status == 200 and o.last().method == 'OPTIONS'
