@@ -1,4 +1,5 @@
 #include "shield/admin.h"
+#include "shield/module.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -55,7 +56,16 @@ static void handle_stats(sh_admin *a, struct evhttp_request *req)
         if (a->workers[i])
             requests += __atomic_load_n(&a->workers[i]->stats.requests, __ATOMIC_RELAXED);
     struct evbuffer *b = evbuffer_new();
-    evbuffer_add_printf(b, "{\"requests\": %llu, \"cache\": ", (unsigned long long)requests);
+    evbuffer_add_printf(b, "{\"requests\": %llu, \"edge\": {", (unsigned long long)requests);
+    for (int c = 0; c < SH_CNT_COUNT; c++) {
+        uint64_t n = 0;
+        for (size_t i = 0; i < a->nworkers; i++)
+            if (a->workers[i])
+                n += __atomic_load_n(&a->workers[i]->stats.edge[c], __ATOMIC_RELAXED);
+        evbuffer_add_printf(b, "%s\"%s\": %llu", c ? ", " : "", sh_counter_name((sh_counter)c),
+                            (unsigned long long)n);
+    }
+    evbuffer_add_printf(b, "}, \"cache\": ");
     if (!st) {
         evbuffer_add_printf(b, "null}\n");
     } else {

@@ -21,43 +21,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SEC_MS        1000ULL
-#define MAX_TTL_S     3153600000ULL /* 100 years: keeps now + ttl far from overflowing */
-#define MAX_TIMER_MS  (365 * 86400 * SEC_MS)
-#define DURATION_HINT "(use e.g. 250ms, 30s, 5m, 1h, 7d)"
-#define SIZE_HINT     "(use e.g. 512M, 1G)"
-#define LABEL_MAX     256
-#define HDR_KEYS                                                                                   \
-    "hsts frame_options content_type_options referrer_policy xss_protection override custom"
-#define NUM(type, key, field, kind, def, min, max)                                                 \
-    {                                                                                              \
-        key, offsetof(type, field), kind, def, min, max                                            \
-    }
-
-typedef struct loader {
-    FILE *errs;
-    const char *path;
-    int nerr;
-} loader;
-
-/*
- * Where a group sits, for messages: `where` names it in "unknown key ... in
- * <where>" (empty for the top level), `prefix` goes before a key when
- * complaining about its value ("timeouts.header: ...", "origin \"books\": ...").
- */
-typedef struct scope {
-    loader *ld;
-    const config_setting_t *set;
-    char where[LABEL_MAX];
-    char prefix[LABEL_MAX];
-} scope;
-
-enum { NUM_INT, NUM_SIZE, NUM_DURATION };
+#include "config_int.h"
 
 /* ---- messages --------------------------------------------------------------------------- */
 
-__attribute__((format(printf, 3, 4))) static void err_at(loader *ld, const config_setting_t *at,
-                                                         const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) void cfg_err_at(loader *ld, const config_setting_t *at,
+                                                      const char *fmt, ...)
 {
     const char *file = at ? config_setting_source_file(at) : NULL;
     unsigned line = at ? config_setting_source_line(at) : 0;
@@ -74,7 +43,7 @@ __attribute__((format(printf, 3, 4))) static void err_at(loader *ld, const confi
     ld->nerr++;
 }
 
-static const char *type_name(const config_setting_t *s)
+const char *cfg_type_name(const config_setting_t *s)
 {
     static const char *const names[] = {
         [CONFIG_TYPE_GROUP] = "a group",    [CONFIG_TYPE_INT] = "an integer",
@@ -236,7 +205,7 @@ unsigned sh_method_bit(const char *name, size_t len)
     return 0;
 }
 
-static int is_token(const char *s)
+int cfg_is_token(const char *s)
 {
     if (!*s) return 0;
     for (; *s; s++)
@@ -245,7 +214,7 @@ static int is_token(const char *s)
 }
 
 /* Header values end up verbatim on the wire: a CR or LF here is response splitting. */
-static int is_field_value(const char *s)
+int cfg_is_field_value(const char *s)
 {
     for (; *s; s++)
         if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f) return 0;
@@ -289,13 +258,12 @@ static int check_url(const char *u, const char **host, size_t *hlen)
 
 /* ---- scopes and typed getters: 1 = set, 0 = absent, -1 = reported ----------------------- */
 
-static config_setting_t *member(const scope *sc, const char *key)
+config_setting_t *cfg_member(const scope *sc, const char *key)
 {
     return config_setting_get_member(sc->set, key);
 }
 
-static void scope_group(scope *out, const scope *parent, const config_setting_t *set,
-                        const char *key)
+void cfg_scope_group(scope *out, const scope *parent, const config_setting_t *set, const char *key)
 {
     out->ld = parent->ld;
     out->set = set;
@@ -305,8 +273,8 @@ static void scope_group(scope *out, const scope *parent, const config_setting_t 
 }
 
 /* List elements are named by their key value when they have one: origin "books". */
-static void scope_elem(scope *out, loader *ld, const config_setting_t *set, const char *list,
-                       const char *kind, const char *name)
+void cfg_scope_elem(scope *out, loader *ld, const config_setting_t *set, const char *list,
+                    const char *kind, const char *name)
 {
     out->ld = ld;
     out->set = set;
@@ -318,7 +286,7 @@ static void scope_elem(scope *out, loader *ld, const config_setting_t *set, cons
 }
 
 /* keys: the allowed names, separated by spaces. */
-static void check_keys(scope *sc, const char *keys)
+void cfg_check_keys(scope *sc, const char *keys)
 {
     for (int i = 0; i < config_setting_length(sc->set); i++) {
         const config_setting_t *m = config_setting_get_elem(sc->set, (unsigned)i);
@@ -329,73 +297,74 @@ static void check_keys(scope *sc, const char *keys)
             k++;
         if (k) continue;
         if (*sc->where)
-            err_at(sc->ld, m, "unknown key \"%s\" in %s", name, sc->where);
+            cfg_err_at(sc->ld, m, "unknown key \"%s\" in %s", name, sc->where);
         else
-            err_at(sc->ld, m, "unknown top-level key \"%s\"", name);
+            cfg_err_at(sc->ld, m, "unknown top-level key \"%s\"", name);
     }
 }
 
-static void missing(scope *sc, const char *key)
+void cfg_missing(scope *sc, const char *key)
 {
     if (*sc->where)
-        err_at(sc->ld, sc->set, "missing required setting \"%s\" in %s", key, sc->where);
+        cfg_err_at(sc->ld, sc->set, "missing required setting \"%s\" in %s", key, sc->where);
     else
-        err_at(sc->ld, sc->set, "missing required setting \"%s\"", key);
+        cfg_err_at(sc->ld, sc->set, "missing required setting \"%s\"", key);
 }
 
-static int get_typed(scope *sc, const char *key, int type, config_setting_t **out)
+int cfg_get_typed(scope *sc, const char *key, int type, config_setting_t **out)
 {
     static const char *const what[] = {[CONFIG_TYPE_GROUP] = "a group",
                                        [CONFIG_TYPE_STRING] = "a string",
                                        [CONFIG_TYPE_BOOL] = "a boolean"};
-    config_setting_t *s = member(sc, key);
+    config_setting_t *s = cfg_member(sc, key);
 
     if (!s) return 0;
     if (config_setting_type(s) != type) {
-        err_at(sc->ld, s, "%s%s: expected %s, got %s", sc->prefix, key, what[type], type_name(s));
+        cfg_err_at(sc->ld, s, "%s%s: expected %s, got %s", sc->prefix, key, what[type],
+                   cfg_type_name(s));
         return -1;
     }
     *out = s;
     return 1;
 }
 
-static int get_str(scope *sc, const char *key, const char **out)
+int cfg_get_str(scope *sc, const char *key, const char **out)
 {
     config_setting_t *s;
-    int rc = get_typed(sc, key, CONFIG_TYPE_STRING, &s);
+    int rc = cfg_get_typed(sc, key, CONFIG_TYPE_STRING, &s);
     if (rc == 1) *out = config_setting_get_string(s);
     return rc;
 }
 
 /* A required string (non-empty if asked): 1 when *out is usable. */
-static int need_str(scope *sc, const char *key, int nonempty, const char **out)
+int cfg_need_str(scope *sc, const char *key, int nonempty, const char **out)
 {
-    int rc = get_str(sc, key, out);
+    int rc = cfg_get_str(sc, key, out);
 
-    if (rc == 0) missing(sc, key);
+    if (rc == 0) cfg_missing(sc, key);
     if (rc == 1 && nonempty && !**out) {
-        err_at(sc->ld, member(sc, key), "%s%s must not be empty", sc->prefix, key);
+        cfg_err_at(sc->ld, cfg_member(sc, key), "%s%s must not be empty", sc->prefix, key);
         rc = -1;
     }
     return rc == 1;
 }
 
-static int get_bool(scope *sc, const char *key, int *out)
+int cfg_get_bool(scope *sc, const char *key, int *out)
 {
     config_setting_t *s;
-    int rc = get_typed(sc, key, CONFIG_TYPE_BOOL, &s);
+    int rc = cfg_get_typed(sc, key, CONFIG_TYPE_BOOL, &s);
     if (rc == 1) *out = config_setting_get_bool(s);
     return rc;
 }
 
 /* An optional group, its keys checked: its scope, or NULL when absent or reported. */
-static scope *opt_group(scope *parent, const char *key, const char *keys, scope *out)
+scope *cfg_opt_group(scope *parent, const char *key, const char *keys, scope *out)
 {
     config_setting_t *s;
 
-    if (get_typed(parent, key, CONFIG_TYPE_GROUP, &s) != 1) return NULL;
-    scope_group(out, parent, s, key);
-    check_keys(out, keys);
+    if (cfg_get_typed(parent, key, CONFIG_TYPE_GROUP, &s) != 1) return NULL;
+    cfg_scope_group(out, parent, s, key);
+    cfg_check_keys(out, keys);
     return out;
 }
 
@@ -404,10 +373,10 @@ static scope *opt_group(scope *parent, const char *key, const char *keys, scope 
  * gets the same type, syntax and range messages. Durations come back in ms;
  * min/max are in the result's unit. *out is left alone unless the value is good.
  */
-static int get_num(scope *sc, const char *key, int kind, uint64_t min, uint64_t max, uint64_t *out)
+int cfg_get_num(scope *sc, const char *key, int kind, uint64_t min, uint64_t max, uint64_t *out)
 {
     static const char *const what[] = {"an integer", "a size", "a duration"};
-    config_setting_t *s = member(sc, key);
+    config_setting_t *s = cfg_member(sc, key);
     char shown[160], lo[32], hi[32];
     const char *str;
     uint64_t v;
@@ -429,17 +398,18 @@ static int get_num(scope *sc, const char *key, int kind, uint64_t min, uint64_t 
         if (kind == NUM_INT) goto type;
         rc = kind == NUM_SIZE ? size_bytes(str, &v) : duration_ms(str, &v);
         if (rc == -2) {
-            err_at(sc->ld, s, "%s%s %s: too large", sc->prefix, key, shown);
+            cfg_err_at(sc->ld, s, "%s%s %s: too large", sc->prefix, key, shown);
             return -1;
         }
         if (rc == 0) break;
-        err_at(sc->ld, s, "%s%s %s: not a %s %s", sc->prefix, key, shown,
-               kind == NUM_SIZE ? "size" : "duration",
-               kind == NUM_SIZE ? SIZE_HINT : DURATION_HINT);
+        cfg_err_at(sc->ld, s, "%s%s %s: not a %s %s", sc->prefix, key, shown,
+                   kind == NUM_SIZE ? "size" : "duration",
+                   kind == NUM_SIZE ? SIZE_HINT : DURATION_HINT);
         return -1;
     default:
     type:
-        err_at(sc->ld, s, "%s%s: expected %s, got %s", sc->prefix, key, what[kind], type_name(s));
+        cfg_err_at(sc->ld, s, "%s%s: expected %s, got %s", sc->prefix, key, what[kind],
+                   cfg_type_name(s));
         return -1;
     }
     if (v >= min && v <= max) {
@@ -450,25 +420,18 @@ range:
     fmt_num(kind, lo, sizeof lo, min);
     fmt_num(kind, hi, sizeof hi, max);
     if (max == UINT64_MAX || (kind == NUM_SIZE && max == SIZE_MAX))
-        err_at(sc->ld, s, "%s%s: %s is out of range (at least %s)", sc->prefix, key, shown, lo);
+        cfg_err_at(sc->ld, s, "%s%s: %s is out of range (at least %s)", sc->prefix, key, shown, lo);
     else
-        err_at(sc->ld, s, "%s%s: %s is out of range (%s..%s)", sc->prefix, key, shown, lo, hi);
+        cfg_err_at(sc->ld, s, "%s%s: %s is out of range (%s..%s)", sc->prefix, key, shown, lo, hi);
     return -1;
 }
 
-typedef struct num_field {
-    const char *key;
-    size_t off; /* uint64_t for durations, size_t for sizes */
-    int kind;
-    uint64_t def, min, max;
-} num_field;
-
 /* Defaults first, then whatever the group (NULL = absent) overrides. */
-static void get_nums(scope *sc, void *base, const num_field *f, size_t n)
+void cfg_get_nums(scope *sc, void *base, const num_field *f, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         uint64_t v = f[i].def;
-        if (sc) get_num(sc, f[i].key, f[i].kind, f[i].min, f[i].max, &v);
+        if (sc) cfg_get_num(sc, f[i].key, f[i].kind, f[i].min, f[i].max, &v);
         if (f[i].kind == NUM_DURATION)
             *(uint64_t *)((char *)base + f[i].off) = v;
         else
@@ -477,51 +440,52 @@ static void get_nums(scope *sc, void *base, const num_field *f, size_t n)
 }
 
 /* A list of groups, e.g. listen = ( {...}, {...} ). NULL if absent or reported. */
-static config_setting_t *get_list(scope *sc, const char *key, int required)
+config_setting_t *cfg_get_list(scope *sc, const char *key, int required)
 {
-    config_setting_t *s = member(sc, key);
+    config_setting_t *s = cfg_member(sc, key);
 
     if (!s) {
-        if (required) missing(sc, key);
+        if (required) cfg_missing(sc, key);
         return NULL;
     }
     if (config_setting_type(s) != CONFIG_TYPE_LIST) {
-        err_at(sc->ld, s, "%s%s: expected a list of groups ( { ... }, ... ), got %s", sc->prefix,
-               key, type_name(s));
+        cfg_err_at(sc->ld, s, "%s%s: expected a list of groups ( { ... }, ... ), got %s",
+                   sc->prefix, key, cfg_type_name(s));
         return NULL;
     }
     if (required && config_setting_length(s) == 0) {
-        err_at(sc->ld, s, "%s%s: must not be empty", sc->prefix, key);
+        cfg_err_at(sc->ld, s, "%s%s: must not be empty", sc->prefix, key);
         return NULL;
     }
     return s;
 }
 
-static config_setting_t *get_group_elem(loader *ld, const config_setting_t *list, int i,
-                                        const char *listname)
+config_setting_t *cfg_get_group_elem(loader *ld, const config_setting_t *list, int i,
+                                     const char *listname)
 {
     config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
     if (config_setting_type(e) == CONFIG_TYPE_GROUP) return e;
-    err_at(ld, e, "%s[%d]: expected a group, got %s", listname, i, type_name(e));
+    cfg_err_at(ld, e, "%s[%d]: expected a group, got %s", listname, i, cfg_type_name(e));
     return NULL;
 }
 
 /* Strings of an array ["a", "b"] or a list ("a", "b"). */
-static int get_strings(scope *sc, const char *key, config_setting_t **out)
+int cfg_get_strings(scope *sc, const char *key, config_setting_t **out)
 {
-    config_setting_t *s = member(sc, key);
+    config_setting_t *s = cfg_member(sc, key);
     int bad = 0;
 
     if (!s) return 0;
     if (config_setting_type(s) != CONFIG_TYPE_ARRAY && config_setting_type(s) != CONFIG_TYPE_LIST) {
-        err_at(sc->ld, s, "%s%s: expected an array of strings, got %s", sc->prefix, key,
-               type_name(s));
+        cfg_err_at(sc->ld, s, "%s%s: expected an array of strings, got %s", sc->prefix, key,
+                   cfg_type_name(s));
         return -1;
     }
     for (int i = 0; i < config_setting_length(s); i++) {
         config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
         if (config_setting_type(e) == CONFIG_TYPE_STRING) continue;
-        err_at(sc->ld, e, "%s%s[%d]: expected a string, got %s", sc->prefix, key, i, type_name(e));
+        cfg_err_at(sc->ld, e, "%s%s[%d]: expected a string, got %s", sc->prefix, key, i,
+                   cfg_type_name(e));
         bad = 1;
     }
     if (bad) return -1;
@@ -529,7 +493,7 @@ static int get_strings(scope *sc, const char *key, config_setting_t **out)
     return 1;
 }
 
-static void set_str(char **dst, const char *v)
+void cfg_set_str(char **dst, const char *v)
 {
     sh_free(*dst);
     *dst = sh_strdup(v);
@@ -597,20 +561,21 @@ static void parse_custom(scope *sc, config_setting_t *list, sh_resp_headers_conf
     h->custom_values = sh_calloc(n, sizeof(char *));
     snprintf(listname, sizeof listname, "%.200scustom", sc->prefix);
     for (size_t i = 0; i < n; i++) {
-        config_setting_t *e = get_group_elem(sc->ld, list, (int)i, listname);
+        config_setting_t *e = cfg_get_group_elem(sc->ld, list, (int)i, listname);
         const char *name, *value;
         scope el;
 
         if (!e) continue;
-        scope_elem(&el, sc->ld, e, listname, NULL, NULL);
-        check_keys(&el, "name value");
-        if (!need_str(&el, "name", 1, &name) || !need_str(&el, "value", 0, &value)) continue;
-        if (!is_token(name))
-            err_at(sc->ld, member(&el, "name"), "%sname \"%s\": not a valid header name", el.prefix,
-                   name);
-        else if (!is_field_value(value))
-            err_at(sc->ld, member(&el, "value"), "%svalue: contains a control character",
-                   el.prefix);
+        cfg_scope_elem(&el, sc->ld, e, listname, NULL, NULL);
+        cfg_check_keys(&el, "name value");
+        if (!cfg_need_str(&el, "name", 1, &name) || !cfg_need_str(&el, "value", 0, &value))
+            continue;
+        if (!cfg_is_token(name))
+            cfg_err_at(sc->ld, cfg_member(&el, "name"), "%sname \"%s\": not a valid header name",
+                       el.prefix, name);
+        else if (!cfg_is_field_value(value))
+            cfg_err_at(sc->ld, cfg_member(&el, "value"), "%svalue: contains a control character",
+                       el.prefix);
         h->custom_names[h->ncustom] = sh_strdup(name);
         h->custom_values[h->ncustom++] = sh_strdup(value);
     }
@@ -623,15 +588,15 @@ static void parse_headers(scope *sc, sh_resp_headers_conf *h)
     const char *v;
 
     for (size_t i = 0; i < NHDR; i++) {
-        if (get_str(sc, hdr_fields[i].key, &v) != 1) continue;
-        if (is_field_value(v))
-            set_str(HDR_FIELD(h, i), *v ? v : NULL);
+        if (cfg_get_str(sc, hdr_fields[i].key, &v) != 1) continue;
+        if (cfg_is_field_value(v))
+            cfg_set_str(HDR_FIELD(h, i), *v ? v : NULL);
         else
-            err_at(sc->ld, member(sc, hdr_fields[i].key), "%s%s: contains a control character",
-                   sc->prefix, hdr_fields[i].key);
+            cfg_err_at(sc->ld, cfg_member(sc, hdr_fields[i].key),
+                       "%s%s: contains a control character", sc->prefix, hdr_fields[i].key);
     }
-    get_bool(sc, "override", &h->override_origin);
-    if ((custom = get_list(sc, "custom", 0))) parse_custom(sc, custom, h);
+    cfg_get_bool(sc, "override", &h->override_origin);
+    if ((custom = cfg_get_list(sc, "custom", 0))) parse_custom(sc, custom, h);
 }
 
 /* ---- sections --------------------------------------------------------------------------- */
@@ -647,17 +612,18 @@ static void parse_node(scope *top, sh_config *cfg)
     cfg->node_name = sh_strdup("shield");
     cfg->pop = sh_strdup("SHLD1");
     cfg->error_log = sh_strdup("");
-    if (opt_group(top, "node", "name pop workers error_log", &sc)) {
+    if (cfg_opt_group(top, "node", "name pop workers error_log", &sc)) {
         for (int i = 0; i < 2; i++) {
-            if (get_str(&sc, labels[i], &v) != 1) continue;
+            if (cfg_get_str(&sc, labels[i], &v) != 1) continue;
             if (is_label(v))
-                set_str(label_dst[i], v);
+                cfg_set_str(label_dst[i], v);
             else
-                err_at(top->ld, member(&sc, labels[i]),
-                       "node.%s \"%s\": use letters, digits, '.', '-' and '_' only", labels[i], v);
+                cfg_err_at(top->ld, cfg_member(&sc, labels[i]),
+                           "node.%s \"%s\": use letters, digits, '.', '-' and '_' only", labels[i],
+                           v);
         }
-        if (get_num(&sc, "workers", NUM_INT, 0, 256, &n) == 1) cfg->workers = (int)n;
-        if (get_str(&sc, "error_log", &v) == 1) set_str(&cfg->error_log, v);
+        if (cfg_get_num(&sc, "workers", NUM_INT, 0, 256, &n) == 1) cfg->workers = (int)n;
+        if (cfg_get_str(&sc, "error_log", &v) == 1) cfg_set_str(&cfg->error_log, v);
     }
     if (cfg->workers > 0) {
         cfg->nworkers = cfg->workers;
@@ -669,37 +635,36 @@ static void parse_node(scope *top, sh_config *cfg)
 
 static void parse_listen(scope *top, sh_config *cfg)
 {
-    config_setting_t *list = get_list(top, "listen", 1);
+    config_setting_t *list = cfg_get_list(top, "listen", 1);
 
     if (!list) return;
     cfg->nlisten = (size_t)config_setting_length(list);
     cfg->listen = sh_calloc(cfg->nlisten, sizeof *cfg->listen);
     for (size_t i = 0; i < cfg->nlisten; i++) {
         sh_listen_conf *l = &cfg->listen[i];
-        config_setting_t *e = get_group_elem(top->ld, list, (int)i, "listen");
+        config_setting_t *e = cfg_get_group_elem(top->ld, list, (int)i, "listen");
         const char *addr = NULL;
         scope el;
 
         if (!e) continue;
         config_setting_lookup_string(e, "address", &addr);
-        scope_elem(&el, top->ld, e, "listen", "listen", addr);
-        check_keys(&el, "address tls");
-        if (need_str(&el, "address", 0, &addr)) {
+        cfg_scope_elem(&el, top->ld, e, "listen", "listen", addr);
+        cfg_check_keys(&el, "address tls");
+        if (cfg_need_str(&el, "address", 0, &addr)) {
             l->address = sh_strdup(addr);
             if (sh_parse_address(addr, &l->addr, &l->addrlen) != 0) {
-                err_at(top->ld, member(&el, "address"),
-                       "%saddress: expected a numeric \"ip:port\", \"[ipv6]:port\" or \":port\"",
-                       el.prefix);
+                cfg_err_at(
+                    top->ld, cfg_member(&el, "address"),
+                    "%saddress: expected a numeric \"ip:port\", \"[ipv6]:port\" or \":port\"",
+                    el.prefix);
                 l->addrlen = 0;
             }
         }
-        if (get_bool(&el, "tls", &l->tls) == 1 && l->tls)
-            err_at(top->ld, member(&el, "tls"),
-                   "%sTLS listeners are not supported by this build yet", el.prefix);
+        cfg_get_bool(&el, "tls", &l->tls);
         for (size_t j = 0; l->addrlen && j < i; j++) {
             if (cfg->listen[j].addrlen == l->addrlen &&
                 memcmp(&cfg->listen[j].addr, &l->addr, l->addrlen) == 0) {
-                err_at(top->ld, e, "%sduplicate listen address", el.prefix);
+                cfg_err_at(top->ld, e, "%sduplicate listen address", el.prefix);
                 break;
             }
         }
@@ -712,10 +677,10 @@ static void get_url(scope *sc, const char *key, char **dst, const char **host, s
     const char *v, *h;
     size_t n, hl;
 
-    if (get_str(sc, key, &v) != 1) return;
+    if (cfg_get_str(sc, key, &v) != 1) return;
     if (check_url(v, &h, &hl) != 0) {
-        err_at(sc->ld, member(sc, key), "%s%s \"%s\": expected an http:// or https:// URL",
-               sc->prefix, key, v);
+        cfg_err_at(sc->ld, cfg_member(sc, key), "%s%s \"%s\": expected an http:// or https:// URL",
+                   sc->prefix, key, v);
         return;
     }
     for (n = strlen(v); n > 0 && v[n - 1] == '/';)
@@ -751,42 +716,43 @@ static void parse_origin(scope *el, sh_origin_conf *o)
     int s3 = 0, http = 0, cred_ok = 1;
     uint64_t n = 3;
 
-    check_keys(el, "name type endpoint bucket region path_style credentials credentials_file "
-                   "credentials_profile imds_endpoint connect_timeout read_timeout "
-                   "keepalive_timeout attempts");
-    need_str(el, "name", 1, &v);
-    if (need_str(el, "type", 0, &v)) {
+    cfg_check_keys(el, "name type endpoint bucket region path_style credentials credentials_file "
+                       "credentials_profile imds_endpoint connect_timeout read_timeout "
+                       "keepalive_timeout attempts");
+    cfg_need_str(el, "name", 1, &v);
+    if (cfg_need_str(el, "type", 0, &v)) {
         s3 = strcmp(v, "s3") == 0;
         http = strcmp(v, "http") == 0;
         if (!s3 && !http)
-            err_at(el->ld, member(el, "type"), "%stype \"%s\": expected \"s3\" or \"http\"",
-                   el->prefix, v);
+            cfg_err_at(el->ld, cfg_member(el, "type"), "%stype \"%s\": expected \"s3\" or \"http\"",
+                       el->prefix, v);
         o->type = http ? SH_ORIGIN_HTTP : SH_ORIGIN_S3;
     }
-    if (!member(el, "endpoint")) missing(el, "endpoint");
+    if (!cfg_member(el, "endpoint")) cfg_missing(el, "endpoint");
     get_url(el, "endpoint", &o->endpoint, &host, &hlen);
 
     if (s3) {
-        if (need_str(el, "bucket", 1, &v)) o->bucket = sh_strdup(v);
+        if (cfg_need_str(el, "bucket", 1, &v)) o->bucket = sh_strdup(v);
         o->region = sh_strdup("us-east-1");
-        if (get_str(el, "region", &v) == 1) {
+        if (cfg_get_str(el, "region", &v) == 1) {
             if (*v)
-                set_str(&o->region, v);
+                cfg_set_str(&o->region, v);
             else
-                err_at(el->ld, member(el, "region"), "%sregion must not be empty", el->prefix);
+                cfg_err_at(el->ld, cfg_member(el, "region"), "%sregion must not be empty",
+                           el->prefix);
         }
         /* AWS wants virtual-hosted style; S3 emulators and on-prem stores mostly
          * answer path style only. */
         o->path_style = !(hlen > 14 && strncasecmp(host + hlen - 14, ".amazonaws.com", 14) == 0);
-        get_bool(el, "path_style", &o->path_style);
+        cfg_get_bool(el, "path_style", &o->path_style);
     }
     for (size_t i = 0; http && i < sizeof s3_only / sizeof s3_only[0]; i++)
-        if (member(el, s3_only[i]))
-            err_at(el->ld, member(el, s3_only[i]), "%s%s is only valid for s3 origins", el->prefix,
-                   s3_only[i]);
+        if (cfg_member(el, s3_only[i]))
+            cfg_err_at(el->ld, cfg_member(el, s3_only[i]), "%s%s is only valid for s3 origins",
+                       el->prefix, s3_only[i]);
 
     o->credentials = o->type == SH_ORIGIN_S3 ? SH_CRED_ENV : SH_CRED_NONE;
-    if (get_str(el, "credentials", &v) == 1) {
+    if (cfg_get_str(el, "credentials", &v) == 1) {
         cred_ok = 0;
         for (int i = 0; i < 4; i++)
             if (strcmp(v, creds[i]) == 0) {
@@ -794,51 +760,51 @@ static void parse_origin(scope *el, sh_origin_conf *o)
                 cred_ok = 1;
             }
         if (!cred_ok)
-            err_at(el->ld, member(el, "credentials"),
-                   "%scredentials \"%s\": expected \"env\", \"file\", \"imds\" or \"none\"",
-                   el->prefix, v);
+            cfg_err_at(el->ld, cfg_member(el, "credentials"),
+                       "%scredentials \"%s\": expected \"env\", \"file\", \"imds\" or \"none\"",
+                       el->prefix, v);
         else if (http && o->credentials != SH_CRED_NONE)
-            err_at(el->ld, member(el, "credentials"),
-                   "%scredentials \"%s\": http origins only support \"none\"", el->prefix, v);
+            cfg_err_at(el->ld, cfg_member(el, "credentials"),
+                       "%scredentials \"%s\": http origins only support \"none\"", el->prefix, v);
     }
     for (size_t i = 0; cred_ok && i < sizeof cred_keys / sizeof cred_keys[0]; i++)
-        if (member(el, cred_keys[i].key) && o->credentials != cred_keys[i].only)
-            err_at(el->ld, member(el, cred_keys[i].key),
-                   "%s%s is only valid with credentials = \"%s\"", el->prefix, cred_keys[i].key,
-                   creds[cred_keys[i].only]);
-    if (cred_ok && o->credentials == SH_CRED_FILE && !member(el, "credentials_file"))
-        missing(el, "credentials_file");
-    if (get_str(el, "credentials_file", &v) == 1) o->credentials_file = sh_strdup(v);
+        if (cfg_member(el, cred_keys[i].key) && o->credentials != cred_keys[i].only)
+            cfg_err_at(el->ld, cfg_member(el, cred_keys[i].key),
+                       "%s%s is only valid with credentials = \"%s\"", el->prefix, cred_keys[i].key,
+                       creds[cred_keys[i].only]);
+    if (cred_ok && o->credentials == SH_CRED_FILE && !cfg_member(el, "credentials_file"))
+        cfg_missing(el, "credentials_file");
+    if (cfg_get_str(el, "credentials_file", &v) == 1) o->credentials_file = sh_strdup(v);
     o->credentials_profile = sh_strdup("default");
-    if (get_str(el, "credentials_profile", &v) == 1) set_str(&o->credentials_profile, v);
+    if (cfg_get_str(el, "credentials_profile", &v) == 1) cfg_set_str(&o->credentials_profile, v);
     o->imds_endpoint = sh_strdup("http://169.254.169.254");
     get_url(el, "imds_endpoint", &o->imds_endpoint, &host, &hlen);
 
-    get_nums(el, o, nums, sizeof nums / sizeof nums[0]);
-    get_num(el, "attempts", NUM_INT, 1, 3, &n);
+    cfg_get_nums(el, o, nums, sizeof nums / sizeof nums[0]);
+    cfg_get_num(el, "attempts", NUM_INT, 1, 3, &n);
     o->attempts = (int)n;
 }
 
 static void parse_origins(scope *top, sh_config *cfg)
 {
-    config_setting_t *list = get_list(top, "origins", 1);
+    config_setting_t *list = cfg_get_list(top, "origins", 1);
 
     if (!list) return;
     cfg->norigins = (size_t)config_setting_length(list);
     cfg->origins = sh_calloc(cfg->norigins, sizeof *cfg->origins);
     for (size_t i = 0; i < cfg->norigins; i++) {
         sh_origin_conf *o = &cfg->origins[i];
-        config_setting_t *e = get_group_elem(top->ld, list, (int)i, "origins");
+        config_setting_t *e = cfg_get_group_elem(top->ld, list, (int)i, "origins");
         const char *name = NULL;
         scope el;
 
         if (!e) continue;
         if (config_setting_lookup_string(e, "name", &name) && *name) o->name = sh_strdup(name);
-        scope_elem(&el, top->ld, e, "origins", "origin", o->name);
+        cfg_scope_elem(&el, top->ld, e, "origins", "origin", o->name);
         parse_origin(&el, o);
         for (size_t j = 0; o->name && j < i; j++) {
             if (cfg->origins[j].name && strcmp(cfg->origins[j].name, o->name) == 0) {
-                err_at(top->ld, member(&el, "name"), "%sduplicate origin name", el.prefix);
+                cfg_err_at(top->ld, cfg_member(&el, "name"), "%sduplicate origin name", el.prefix);
                 break;
             }
         }
@@ -856,19 +822,20 @@ static void parse_ttls(scope *el, sh_behavior_conf *b)
     b->max_ttl = 31536000;
     for (int i = 0; i < 3; i++) {
         uint64_t ms = (uint64_t)*dst[i] * SEC_MS;
-        if (get_num(el, keys[i], NUM_DURATION, 0, MAX_TTL_S * SEC_MS, &ms) < 0) {
+        if (cfg_get_num(el, keys[i], NUM_DURATION, 0, MAX_TTL_S * SEC_MS, &ms) < 0) {
             ok = 0;
         } else if (ms % SEC_MS) {
-            err_at(el->ld, member(el, keys[i]), "%s%s \"%s\": TTLs are whole seconds", el->prefix,
-                   keys[i], config_setting_get_string(member(el, keys[i])));
+            cfg_err_at(el->ld, cfg_member(el, keys[i]), "%s%s \"%s\": TTLs are whole seconds",
+                       el->prefix, keys[i], config_setting_get_string(cfg_member(el, keys[i])));
             ok = 0;
         }
         *dst[i] = (int64_t)(ms / SEC_MS);
     }
     if (ok && !(b->min_ttl <= b->default_ttl && b->default_ttl <= b->max_ttl))
-        err_at(el->ld, el->set,
-               "%sTTLs must satisfy min_ttl <= default_ttl <= max_ttl (got %lld, %lld, %lld)",
-               el->prefix, (long long)b->min_ttl, (long long)b->default_ttl, (long long)b->max_ttl);
+        cfg_err_at(el->ld, el->set,
+                   "%sTTLs must satisfy min_ttl <= default_ttl <= max_ttl (got %lld, %lld, %lld)",
+                   el->prefix, (long long)b->min_ttl, (long long)b->default_ttl,
+                   (long long)b->max_ttl);
 }
 
 static void parse_behavior(scope *el, sh_config *cfg, sh_behavior_conf *b)
@@ -877,63 +844,66 @@ static void parse_behavior(scope *el, sh_config *cfg, sh_behavior_conf *b)
     const char *v;
     scope hs;
 
-    check_keys(el, "path origin allowed_methods min_ttl default_ttl max_ttl forward_headers "
-                   "forward_query forward_cookies response_headers");
-    if (need_str(el, "path", 1, &v) && *v != '/' && *v != '*')
-        err_at(el->ld, member(el, "path"), "%spath must start with '/' or '*'", el->prefix);
-    else if (b->path && !is_field_value(b->path))
-        err_at(el->ld, member(el, "path"), "%spath contains a control character", el->prefix);
+    cfg_check_keys(el, "path origin allowed_methods min_ttl default_ttl max_ttl forward_headers "
+                       "forward_query forward_cookies response_headers " EDGE_BEHAVIOR_KEYS);
+    if (cfg_need_str(el, "path", 1, &v) && *v != '/' && *v != '*')
+        cfg_err_at(el->ld, cfg_member(el, "path"), "%spath must start with '/' or '*'", el->prefix);
+    else if (b->path && !cfg_is_field_value(b->path))
+        cfg_err_at(el->ld, cfg_member(el, "path"), "%spath contains a control character",
+                   el->prefix);
 
-    if (get_str(el, "origin", &v) == 1)
+    if (cfg_get_str(el, "origin", &v) == 1)
         b->origin_name = sh_strdup(v);
     else if (cfg->norigins)
         b->origin_name = sh_strdup(cfg->origins[0].name);
     for (size_t i = 0; b->origin_name && i < cfg->norigins; i++)
         if (cfg->origins[i].name && strcmp(cfg->origins[i].name, b->origin_name) == 0)
             b->origin = &cfg->origins[i];
-    if (!b->origin && b->origin_name && member(el, "origin"))
-        err_at(el->ld, member(el, "origin"), "%sunknown origin \"%s\"", el->prefix, b->origin_name);
+    if (!b->origin && b->origin_name && cfg_member(el, "origin"))
+        cfg_err_at(el->ld, cfg_member(el, "origin"), "%sunknown origin \"%s\"", el->prefix,
+                   b->origin_name);
 
     b->allowed_methods = SH_M_DEFAULT;
-    if (get_strings(el, "allowed_methods", &s) == 1) {
+    if (cfg_get_strings(el, "allowed_methods", &s) == 1) {
         unsigned bits = 0, bad = 0;
         for (int i = 0; i < config_setting_length(s); i++) {
             const char *m = config_setting_get_string_elem(s, (unsigned)i);
             unsigned bit = sh_method_bit(m, strlen(m));
             if (!bit)
-                err_at(el->ld, config_setting_get_elem(s, (unsigned)i),
-                       "%sallowed_methods: unknown method \"%s\"", el->prefix, m);
+                cfg_err_at(el->ld, config_setting_get_elem(s, (unsigned)i),
+                           "%sallowed_methods: unknown method \"%s\"", el->prefix, m);
             bits |= bit;
             bad |= !bit;
         }
         if (!bad && (bits & (SH_M_GET | SH_M_HEAD)) != (SH_M_GET | SH_M_HEAD))
-            err_at(el->ld, s, "%sallowed_methods must include GET and HEAD", el->prefix);
+            cfg_err_at(el->ld, s, "%sallowed_methods must include GET and HEAD", el->prefix);
         b->allowed_methods = bits;
     }
 
     parse_ttls(el, b);
 
-    if (get_strings(el, "forward_headers", &s) == 1) {
+    if (cfg_get_strings(el, "forward_headers", &s) == 1) {
         b->nforward_headers = (size_t)config_setting_length(s);
         b->forward_headers = sh_calloc(b->nforward_headers, sizeof(char *));
         for (size_t i = 0; i < b->nforward_headers; i++) {
             const char *h = config_setting_get_string_elem(s, (unsigned)i);
-            if (!is_token(h))
-                err_at(el->ld, config_setting_get_elem(s, (unsigned)i),
-                       "%sforward_headers: \"%s\" is not a valid header name", el->prefix, h);
+            if (!cfg_is_token(h))
+                cfg_err_at(el->ld, config_setting_get_elem(s, (unsigned)i),
+                           "%sforward_headers: \"%s\" is not a valid header name", el->prefix, h);
             b->forward_headers[i] = sh_strdup(h);
         }
     }
-    get_bool(el, "forward_query", &b->forward_query);
-    get_bool(el, "forward_cookies", &b->forward_cookies);
+    cfg_get_bool(el, "forward_query", &b->forward_query);
+    cfg_get_bool(el, "forward_cookies", &b->forward_cookies);
 
     copy_headers(&b->headers, &cfg->response_headers);
-    if (opt_group(el, "response_headers", HDR_KEYS, &hs)) parse_headers(&hs, &b->headers);
+    if (cfg_opt_group(el, "response_headers", HDR_KEYS, &hs)) parse_headers(&hs, &b->headers);
+    cfg_parse_behavior_edge(el, cfg, b);
 }
 
 static void parse_behaviors(scope *top, sh_config *cfg)
 {
-    config_setting_t *list = get_list(top, "behaviors", 1);
+    config_setting_t *list = cfg_get_list(top, "behaviors", 1);
     const sh_behavior_conf *last;
 
     if (!list) return;
@@ -941,20 +911,20 @@ static void parse_behaviors(scope *top, sh_config *cfg)
     cfg->behaviors = sh_calloc(cfg->nbehaviors, sizeof *cfg->behaviors);
     for (size_t i = 0; i < cfg->nbehaviors; i++) {
         sh_behavior_conf *b = &cfg->behaviors[i];
-        config_setting_t *e = get_group_elem(top->ld, list, (int)i, "behaviors");
+        config_setting_t *e = cfg_get_group_elem(top->ld, list, (int)i, "behaviors");
         const char *path = NULL;
         scope el;
 
         if (!e) continue;
         b->line = config_setting_source_line(e);
         if (config_setting_lookup_string(e, "path", &path)) b->path = sh_strdup(path);
-        scope_elem(&el, top->ld, e, "behaviors", "behavior", b->path);
+        cfg_scope_elem(&el, top->ld, e, "behaviors", "behavior", b->path);
         parse_behavior(&el, cfg, b);
         /* First match wins, so a repeated pattern could never be reached. */
         for (size_t j = 0; b->path && j < i; j++) {
             if (cfg->behaviors[j].path && strcmp(cfg->behaviors[j].path, b->path) == 0) {
-                err_at(top->ld, e, "%sduplicate path pattern (first at line %d)", el.prefix,
-                       cfg->behaviors[j].line);
+                cfg_err_at(top->ld, e, "%sduplicate path pattern (first at line %d)", el.prefix,
+                           cfg->behaviors[j].line);
                 break;
             }
         }
@@ -963,8 +933,8 @@ static void parse_behaviors(scope *top, sh_config *cfg)
      * fallback visible in the file instead of implied by the code. */
     last = &cfg->behaviors[cfg->nbehaviors - 1];
     if (last->path && strcmp(last->path, "*") != 0)
-        err_at(top->ld, config_setting_get_elem(list, (unsigned)cfg->nbehaviors - 1),
-               "behaviors: the last behavior must have path \"*\"");
+        cfg_err_at(top->ld, config_setting_get_elem(list, (unsigned)cfg->nbehaviors - 1),
+                   "behaviors: the last behavior must have path \"*\"");
 }
 
 static void parse_globals(scope *top, sh_config *cfg)
@@ -987,51 +957,51 @@ static void parse_globals(scope *top, sh_config *cfg)
     for (size_t i = 0; i < NHDR; i++)
         *HDR_FIELD(&cfg->response_headers, i) = sh_strdup(hdr_fields[i].seed);
     cfg->response_headers.override_origin = 1;
-    if (opt_group(top, "response_headers", HDR_KEYS, &sc))
+    if (cfg_opt_group(top, "response_headers", HDR_KEYS, &sc))
         parse_headers(&sc, &cfg->response_headers);
 
     cfg->default_root_object = sh_strdup("");
-    if (get_str(top, "default_root_object", &v) == 1) {
-        if (*v == '/' || !is_field_value(v) || strpbrk(v, " ?#"))
-            err_at(top->ld, member(top, "default_root_object"),
-                   "default_root_object \"%s\": expected an object name like \"index.html\" "
-                   "(no leading '/')",
-                   v);
+    if (cfg_get_str(top, "default_root_object", &v) == 1) {
+        if (*v == '/' || !cfg_is_field_value(v) || strpbrk(v, " ?#"))
+            cfg_err_at(top->ld, cfg_member(top, "default_root_object"),
+                       "default_root_object \"%s\": expected an object name like \"index.html\" "
+                       "(no leading '/')",
+                       v);
         else
-            set_str(&cfg->default_root_object, v);
+            cfg_set_str(&cfg->default_root_object, v);
     }
 
-    get_nums(opt_group(top, "limits",
-                       "max_header_size max_url max_headers max_body_size max_connections "
-                       "max_requests_per_connection",
-                       &sc),
-             &cfg->limits, limits, sizeof limits / sizeof limits[0]);
-    get_nums(opt_group(top, "timeouts", "header body keepalive send drain", &sc), &cfg->timeouts,
-             timeouts, sizeof timeouts / sizeof timeouts[0]);
+    cfg_get_nums(cfg_opt_group(top, "limits",
+                               "max_header_size max_url max_headers max_body_size max_connections "
+                               "max_requests_per_connection",
+                               &sc),
+                 &cfg->limits, limits, sizeof limits / sizeof limits[0]);
+    cfg_get_nums(cfg_opt_group(top, "timeouts", "header body keepalive send drain", &sc),
+                 &cfg->timeouts, timeouts, sizeof timeouts / sizeof timeouts[0]);
 
 #define CACHE_SIZE(key, def, min) NUM(sh_cache_conf, #key, key, NUM_SIZE, def, min, SIZE_MAX)
     static const num_field cache[] = {CACHE_SIZE(memory_size, 256 << 20, 1 << 20),
                                       CACHE_SIZE(max_object_size, 64 << 20, 1)};
-    scope *cs = opt_group(top, "cache", "enabled memory_size max_object_size disk", &sc);
+    scope *cs = cfg_opt_group(top, "cache", "enabled memory_size max_object_size disk", &sc);
     cfg->cache.enabled = 1;
-    if (cs) get_bool(cs, "enabled", &cfg->cache.enabled);
-    get_nums(cs, &cfg->cache, cache, sizeof cache / sizeof cache[0]);
+    if (cs) cfg_get_bool(cs, "enabled", &cfg->cache.enabled);
+    cfg_get_nums(cs, &cfg->cache, cache, sizeof cache / sizeof cache[0]);
     static const num_field disk[] = {
         NUM(sh_cache_conf, "size", disk_size, NUM_SIZE, 10ULL << 30, 1 << 20, SIZE_MAX)};
     scope dsc;
-    scope *ds = cs ? opt_group(cs, "disk", "path size", &dsc) : NULL;
+    scope *ds = cs ? cfg_opt_group(cs, "disk", "path size", &dsc) : NULL;
     cfg->cache.disk_path = sh_strdup("");
-    get_nums(ds, &cfg->cache, disk, 1);
-    if (ds && get_str(ds, "path", &v) == 1) set_str(&cfg->cache.disk_path, v);
+    cfg_get_nums(ds, &cfg->cache, disk, 1);
+    if (ds && cfg_get_str(ds, "path", &v) == 1) cfg_set_str(&cfg->cache.disk_path, v);
 
     cfg->admin.address = sh_strdup("");
-    scope *as = opt_group(top, "admin", "address", &sc);
-    if (as && get_str(as, "address", &v) == 1 && *v) {
+    scope *as = cfg_opt_group(top, "admin", "address", &sc);
+    if (as && cfg_get_str(as, "address", &v) == 1 && *v) {
         if (sh_parse_address(v, &cfg->admin.addr, &cfg->admin.addrlen) != 0)
-            err_at(top->ld, member(as, "address"),
-                   "admin.address \"%s\": expected host:port with a numeric address", v);
+            cfg_err_at(top->ld, cfg_member(as, "address"),
+                       "admin.address \"%s\": expected host:port with a numeric address", v);
         else
-            set_str(&cfg->admin.address, v);
+            cfg_set_str(&cfg->admin.address, v);
     }
 }
 
@@ -1071,13 +1041,16 @@ sh_config *sh_config_load(const char *path, void *errs)
     cfg = sh_calloc(1, sizeof *cfg);
     cfg->file = sh_strdup(path);
     top = (scope){.ld = &ld, .set = config_root_setting(&lc)};
-    check_keys(&top, "node listen origins behaviors response_headers default_root_object limits "
-                     "timeouts cache admin");
+    cfg_check_keys(&top,
+                   "node listen origins behaviors response_headers default_root_object limits "
+                   "timeouts cache admin " EDGE_TOP_KEYS);
     parse_node(&top, cfg);
     parse_listen(&top, cfg);
     parse_origins(&top, cfg);
     parse_globals(&top, cfg);
+    cfg_parse_edge(&top, cfg);
     parse_behaviors(&top, cfg);
+    cfg_check_edge(&top, cfg);
     config_destroy(&lc);
 
     if (ld.nerr) {
@@ -1108,7 +1081,9 @@ void sh_config_free(sh_config *cfg)
         sh_free(b->path);
         sh_free(b->origin_name);
         free_headers(&b->headers);
+        cfg_free_behavior_edge(b);
     }
+    cfg_free_edge(cfg);
     free_headers(&cfg->response_headers);
     sh_free(cfg->listen);
     sh_free(cfg->origins);

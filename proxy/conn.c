@@ -280,6 +280,26 @@ static int parse_target(sh_conn *c, sh_req *r)
     return 0;
 }
 
+/* The connection-level facts every request starts with; identity may
+ * replace the client with a trusted proxy's forwarded address. */
+static void conn_fill_peer(sh_conn *c, sh_req *r)
+{
+    r->peer = c->peer;
+    snprintf(r->client_ip, sizeof(r->client_ip), "%s", c->peer_ip);
+    if (sh_ip_from_sockaddr((const struct sockaddr *)&c->peer, r->client_addr) != 0)
+        memset(r->client_addr, 0, sizeof r->client_addr);
+    if (c->peer.ss_family == AF_INET)
+        r->client_port = ntohs(((const struct sockaddr_in *)&c->peer)->sin_port);
+    else if (c->peer.ss_family == AF_INET6)
+        r->client_port = ntohs(((const struct sockaddr_in6 *)&c->peer)->sin6_port);
+    r->local_port = c->local_port;
+    r->tls = c->ssl != NULL;
+    if (c->ssl) {
+        r->tls_protocol = SSL_get_version(c->ssl);
+        r->tls_cipher = SSL_get_cipher_name(c->ssl);
+    }
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     sh_conn *c = conn_of(p);
@@ -293,8 +313,7 @@ static int on_headers_complete(llhttp_t *p)
     r->http_major = p->http_major;
     r->http_minor = p->http_minor;
     r->start_us = sh_now_us();
-    r->peer = c->peer;
-    snprintf(r->client_ip, sizeof(r->client_ip), "%s", c->peer_ip);
+    conn_fill_peer(c, r);
     c->keepalive = llhttp_should_keep_alive(p);
 
     /* The head is complete, so hbuf no longer moves: build pointers. */
@@ -415,7 +434,7 @@ static void conn_reject(sh_conn *c, int status, const char *detail)
         r->cfg = c->w->cfg;
         r->http_minor = 1;
         r->start_us = sh_now_us();
-        snprintf(r->client_ip, sizeof(r->client_ip), "%s", c->peer_ip);
+        conn_fill_peer(c, r);
     }
     if (!r->request_id[0]) new_request_id(c);
     c->w->stats.requests++;
@@ -494,6 +513,20 @@ void sh_req_resume(sh_req *req, sh_rc rc)
 const sh_header *sh_req_header(const sh_req *req, const char *name)
 {
     return sh_hdr_find(req->headers, req->nheaders, name);
+}
+
+size_t sh_req_header_count(const sh_req *req, const char *name)
+{
+    size_t n = 0, len = strlen(name);
+    for (size_t i = 0; i < req->nheaders; i++)
+        if (req->headers[i].name_len == len && strncasecmp(req->headers[i].name, name, len) == 0)
+            n++;
+    return n;
+}
+
+void sh_req_count(sh_req *req, sh_counter cnt)
+{
+    if ((unsigned)cnt < SH_CNT_COUNT) req->worker->stats.edge[cnt]++;
 }
 
 /* The response is fully queued: log, then keep the connection or close it. */

@@ -14,6 +14,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <llhttp.h>
+#include <openssl/ssl.h>
 
 #include "shield/cache.h"
 #include "shield/module.h"
@@ -58,6 +59,8 @@ typedef struct sh_conn {
     llhttp_t parser;
     struct sockaddr_storage peer;
     char peer_ip[64];
+    int local_port; /* of the listener it arrived on */
+    SSL *ssl;       /* TLS listener: owned by the bufferevent; NULL over plain HTTP */
     unsigned nrequests;
     size_t linger_bytes;
 

@@ -121,7 +121,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     origin_global_init();
-    int rc = 1;
+    int rc = 1, modules_ready = 0;
     size_t nw = (size_t)cfg->nworkers;
     sh_creds **creds = sh_calloc(cfg->norigins ? cfg->norigins : 1, sizeof(*creds));
     sh_worker **workers = sh_calloc(nw, sizeof(*workers));
@@ -137,6 +137,11 @@ int main(int argc, char **argv)
         }
     }
 
+    if (sh_modules_init(cfg, err, sizeof(err)) != 0) {
+        sh_log(SH_LOG_ERROR, "%s", err);
+        goto out;
+    }
+    modules_ready = 1;
     sh_cache *cache = NULL;
     if (cfg->cache.enabled && !(cache = sh_cache_new(cfg, err, sizeof(err)))) {
         sh_log(SH_LOG_ERROR, "cache: %s", err);
@@ -183,8 +188,12 @@ int main(int argc, char **argv)
                    (unsigned long long)cfg->timeouts.drain_ms);
             break;
         }
-        if (sig == SIGHUP)
-            sh_log(SH_LOG_WARN, "SIGHUP: configuration reload is not supported yet; ignored");
+        if (sig == SIGHUP) {
+            /* Issue 5 re-reads the whole configuration; until then SIGHUP
+             * re-reads the files it names: certificates and the geo database. */
+            sh_log(SH_LOG_INFO, "SIGHUP: reloading certificates and the geo database");
+            sh_modules_reload(cfg);
+        }
         if (sig == SIGUSR1)
             sh_log(SH_LOG_INFO, "SIGUSR1: the error log is not reopened by this build");
     }
@@ -204,6 +213,7 @@ stop:
     sh_cache_free(cache);
     if (rc == 0) sh_log(SH_LOG_INFO, "stopped");
 out:
+    if (modules_ready) sh_modules_fini();
     for (size_t i = 0; i < cfg->norigins; i++)
         sh_creds_free(creds[i]);
     sh_free(creds);

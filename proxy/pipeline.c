@@ -5,8 +5,9 @@
 
 /* The registry: run order within a phase. A new feature adds itself here. */
 const sh_module *const sh_modules[] = {
-    &sh_module_behaviors,
-    &sh_module_headers,
+    &sh_module_waf,  &sh_module_identity, &sh_module_behaviors,  &sh_module_ratelimit,
+    &sh_module_geo,  &sh_module_protocol, &sh_module_signed_url, &sh_module_sigv4,
+    &sh_module_cors, &sh_module_headers,  &sh_module_compress,
 };
 const size_t sh_nmodules = sizeof(sh_modules) / sizeof(sh_modules[0]);
 
@@ -18,6 +19,41 @@ static const char *const phase_names[SH_PHASE_COUNT] = {
     [SH_PHASE_RESPONSE] = "response", [SH_PHASE_LOG] = "log",
 };
 
+static const char *const counter_names[SH_CNT_COUNT] = {
+    [SH_CNT_AUTH_FAILED] = "auth_failed",        [SH_CNT_GEO_BLOCKED] = "geo_blocked",
+    [SH_CNT_RATE_LIMITED] = "rate_limited",      [SH_CNT_WAF_BLOCKED] = "waf_blocked",
+    [SH_CNT_REDIRECTS] = "https_redirects",      [SH_CNT_HTTPS_ONLY] = "https_only_refused",
+    [SH_CNT_CORS_PREFLIGHT] = "cors_preflights", [SH_CNT_COMPRESSED] = "compressed",
+};
+
+const char *sh_counter_name(sh_counter c)
+{
+    return (unsigned)c < SH_CNT_COUNT ? counter_names[c] : "?";
+}
+
+int sh_modules_init(const sh_config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < sh_nmodules; i++) {
+        if (!sh_modules[i]->init || sh_modules[i]->init(cfg, err, errlen) == 0) continue;
+        while (i-- > 0)
+            if (sh_modules[i]->fini) sh_modules[i]->fini();
+        return -1;
+    }
+    return 0;
+}
+
+void sh_modules_reload(const sh_config *cfg)
+{
+    for (size_t i = 0; i < sh_nmodules; i++)
+        if (sh_modules[i]->reload) sh_modules[i]->reload(cfg);
+}
+
+void sh_modules_fini(void)
+{
+    for (size_t i = sh_nmodules; i-- > 0;)
+        if (sh_modules[i]->fini) sh_modules[i]->fini();
+}
+
 const char *sh_phase_name(sh_phase p)
 {
     return (unsigned)p < SH_PHASE_COUNT ? phase_names[p] : "?";
@@ -25,6 +61,12 @@ const char *sh_phase_name(sh_phase p)
 
 int sh_pipeline_check(char *err, size_t errlen)
 {
+    for (size_t c = 0; c < SH_CNT_COUNT; c++) {
+        if (!counter_names[c]) {
+            snprintf(err, errlen, "counter %zu has no name", c);
+            return -1;
+        }
+    }
     for (size_t p = 0; p < SH_PHASE_COUNT; p++) {
         if (!phase_names[p]) {
             snprintf(err, errlen, "phase %zu has no name", p);

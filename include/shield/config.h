@@ -36,8 +36,139 @@ typedef struct sh_listen_conf {
     char *address;                /* as written: "127.0.0.1:8080", "[::1]:8080" */
     struct sockaddr_storage addr; /* resolved numeric address */
     socklen_t addrlen;
-    int tls; /* reserved for the TLS issue; must be false for now */
+    int tls; /* terminate TLS with the certificates of sh_config.tls */
 } sh_listen_conf;
+
+/*
+ * An address range. IPv4 ranges are stored as IPv4-mapped IPv6 (::ffff:a.b.c.d,
+ * prefix + 96) so one comparison serves both families and a v4 client arriving
+ * on a dual-stack socket as ::ffff:a.b.c.d matches the v4 range.
+ */
+typedef struct sh_cidr {
+    uint8_t addr[16]; /* network address, host bits cleared */
+    unsigned bits;    /* prefix length over the 128-bit form */
+} sh_cidr;
+
+/* Parse "10.0.0.0/8", "127.0.0.1", "::1/128", "2001:db8::/32". 0 or -1. */
+int sh_cidr_parse(const char *s, sh_cidr *out);
+/* Textual IPv4/IPv6 address (v4-mapped accepted) to the 16-byte form. 0 or -1. */
+int sh_ip_parse(const char *s, size_t len, uint8_t out[16]);
+/* Socket address to the 16-byte form. 0 or -1 (not AF_INET/AF_INET6). */
+int sh_ip_from_sockaddr(const struct sockaddr *sa, uint8_t out[16]);
+/* Is the 16-byte address inside the range? */
+int sh_cidr_match(const sh_cidr *c, const uint8_t ip[16]);
+/* Inside any of n ranges? */
+int sh_cidr_match_any(const sh_cidr *c, size_t n, const uint8_t ip[16]);
+
+/* One certificate/key pair; the names it answers for come from the certificate. */
+typedef struct sh_tls_cert_conf {
+    char *cert; /* PEM file: certificate, then its chain */
+    char *key;  /* PEM file: private key */
+    int line;
+} sh_tls_cert_conf;
+
+/* TLS termination (proxy/tls.c). */
+typedef struct sh_tls_conf {
+    char *policy;            /* only "TLSv1.2_2021" (CloudFront's security policy) */
+    sh_tls_cert_conf *certs; /* the first one is the default for unknown or absent SNI */
+    size_t ncerts;
+    int session_tickets;         /* default true */
+    uint64_t ticket_rotate_ms;   /* new ticket-encryption key this often, default 1h */
+    uint64_t session_timeout_ms; /* session lifetime (IDs and tickets), default 5m (timeouts.header
+                                    bounds the handshake) */
+    int line;
+} sh_tls_conf;
+
+/* Who the client is (modules/identity.c). */
+typedef struct sh_trusted_conf {
+    sh_cidr *cidrs; /* peers whose forwarding headers are believed; none = nobody's */
+    size_t ncidrs;
+    char *header;         /* default "X-Forwarded-For" */
+    int use_first;        /* position = "first": the first address; default "last-untrusted":
+                             the right-most address not itself in cidrs */
+    int viewer_address;   /* honour CloudFront-Viewer-Address (ip:port), default true */
+    char *country_header; /* e.g. "CloudFront-Viewer-Country"; "" (default) = not honoured */
+} sh_trusted_conf;
+
+/* One CloudFront public key. */
+typedef struct sh_cf_key_conf {
+    char *id;         /* Key-Pair-Id */
+    char *public_key; /* PEM file it was loaded from */
+    void *pkey;       /* EVP_PKEY *, RSA or EC P-256, owned by the snapshot */
+    int line;
+} sh_cf_key_conf;
+
+/* CloudFront signed URLs and cookies (modules/signed_url.c). */
+typedef struct sh_signed_urls_conf {
+    sh_cf_key_conf *keys; /* every key trusted by behaviors with signed = "cloudfront" */
+    size_t nkeys;
+} sh_signed_urls_conf;
+
+/* One SigV4 access key accepted from private-mirror clients. */
+typedef struct sh_sigv4_key_conf {
+    char *access_key;
+    char *secret; /* from secret or secret_file (first line, trimmed) */
+    int line;
+} sh_sigv4_key_conf;
+
+/* SigV4 verification (modules/sigv4.c). */
+typedef struct sh_sigv4_conf {
+    char *region;  /* default "us-east-1" */
+    char *service; /* default "s3" */
+    sh_sigv4_key_conf *keys;
+    size_t nkeys;
+    uint64_t max_skew_ms; /* default 15 min (S3's RequestTimeTooSkewed) */
+} sh_sigv4_conf;
+
+typedef enum { SH_GEO_NONE, SH_GEO_ALLOWLIST, SH_GEO_BLOCKLIST } sh_geo_mode;
+
+/* Geo restriction (modules/geo.c). */
+typedef struct sh_geo_conf {
+    char *database; /* .mmdb path; "" (default) = no geo */
+    sh_geo_mode mode;
+    char (*countries)[3]; /* upper-case ISO 3166-1 alpha-2 */
+    size_t ncountries;
+    int line;
+} sh_geo_conf;
+
+/* WAF rate-based rule (modules/ratelimit.c). */
+typedef struct sh_ratelimit_conf {
+    int enabled;       /* the group is present and enabled (default true when present) */
+    uint64_t limit;    /* requests per key per window, default 2000 (>= 10) */
+    uint64_t window_s; /* 60, 120, 300 (default) or 600 */
+    int forwarded;     /* key = "forwarded_ip" (else "ip", the default) */
+    char *header; /* forwarded_ip: header whose first IP is the key, default "X-Forwarded-For" */
+    int fallback_match; /* forwarded_ip with an invalid IP: "match" (block) or "no_match" (default)
+                         */
+    int status;         /* default 403; e.g. 429 */
+    size_t max_clients; /* tracked keys (bounded table), default 100000 */
+} sh_ratelimit_conf;
+
+/* Input rules, a small WAF common rule set (modules/waf.c). */
+typedef struct sh_waf_conf {
+    int enabled;             /* default true */
+    unsigned methods;        /* SH_M_* allowed at all; default every known method */
+    size_t max_uri;          /* path bytes, default 8192 */
+    size_t max_query;        /* query bytes, default 4096... */
+    size_t max_header;       /* one header value, default 8192 */
+    int block_traversal;     /* "..", "%2e%2e" segments, default true */
+    int allow_encoded_slash; /* "%2F"/"%5C" in the path, default false */
+} sh_waf_conf;
+
+typedef enum { SH_VIEWER_ALLOW_ALL, SH_VIEWER_REDIRECT, SH_VIEWER_HTTPS_ONLY } sh_viewer_protocol;
+typedef enum { SH_SIGNED_NONE, SH_SIGNED_CLOUDFRONT, SH_SIGNED_SIGV4 } sh_signed_mode;
+
+/* CORS for a behavior (modules/headers.c). */
+typedef struct sh_cors_conf {
+    int enabled;
+    char **allow_origins; /* "*" or exact origins ("https://reader.example") */
+    size_t nallow_origins;
+    char *allow_methods;  /* "GET, HEAD" */
+    char *allow_headers;  /* "" = echo Access-Control-Request-Headers */
+    char *expose_headers; /* "" = none */
+    int64_t max_age;      /* seconds, default 600; -1 = not sent */
+    int allow_credentials;
+} sh_cors_conf;
 
 typedef enum { SH_ORIGIN_S3, SH_ORIGIN_HTTP } sh_origin_type;
 
@@ -94,7 +225,11 @@ typedef struct sh_behavior_conf {
     int forward_query;            /* 0: none (default), 1: all */
     int forward_cookies;          /* 0: none (default), 1: all */
     sh_resp_headers_conf headers; /* resolved: global response_headers overridden per behavior */
-    int line;                     /* source line, for messages */
+    sh_viewer_protocol viewer_protocol; /* default allow-all */
+    sh_signed_mode signed_mode;         /* signed = "cloudfront" | "sigv4"; default none */
+    int compress;                       /* gzip/br for text types, default false */
+    sh_cors_conf cors;                  /* cors = { ... } */
+    int line;                           /* source line, for messages */
 } sh_behavior_conf;
 
 /* Request limits (CloudFront's viewer limits by default). */
@@ -153,6 +288,13 @@ typedef struct sh_config {
     sh_timeouts_conf timeouts;
     sh_cache_conf cache;
     sh_admin_conf admin;
+    sh_tls_conf tls;
+    sh_trusted_conf trusted;
+    sh_signed_urls_conf signed_urls;
+    sh_sigv4_conf sigv4;
+    sh_geo_conf geo;
+    sh_ratelimit_conf rate_limit;
+    sh_waf_conf waf;
 } sh_config;
 
 /*

@@ -78,8 +78,16 @@ typedef struct sh_req {
 
     /* peer */
     struct sockaddr_storage peer;
-    char client_ip[64]; /* (module) textual client address; identity may replace it */
-    int tls;            /* arrived over TLS */
+    char client_ip[64];       /* (module) textual client address; identity may replace it */
+    uint8_t client_addr[16];  /* (module) the same address, 16-byte form (IPv4 v4-mapped) */
+    int client_port;          /* (module) client's source port (CloudFront-Viewer-Address) */
+    int client_forwarded;     /* (module) client_ip came from a trusted proxy's header */
+    char country[3];          /* (module) ISO 3166-1 alpha-2 from geo or a trusted header;
+                                 "" = unknown */
+    int tls;                  /* arrived over TLS */
+    const char *tls_protocol; /* "TLSv1.3", NULL over plain HTTP (static strings) */
+    const char *tls_cipher;   /* OpenSSL cipher name, NULL over plain HTTP */
+    int local_port;           /* port of the listener the request arrived on */
 
     /* routing (module) */
     const sh_behavior_conf *behavior; /* set by ROUTE */
@@ -109,10 +117,38 @@ void sh_req_resume(sh_req *req, sh_rc rc);
 
 /* Case-insensitive lookup of a request header; NULL if absent. */
 const sh_header *sh_req_header(const sh_req *req, const char *name);
+/* How many times the header appears (duplicate-parameter / smuggling checks). */
+size_t sh_req_header_count(const sh_req *req, const char *name);
+
+/* Counters of rejections and edge events, per worker, summed in the admin /stats. */
+typedef enum {
+    SH_CNT_AUTH_FAILED,    /* signed URL/cookie or SigV4 rejected */
+    SH_CNT_GEO_BLOCKED,    /* ClientGeoBlocked */
+    SH_CNT_RATE_LIMITED,   /* rate-based rule blocked */
+    SH_CNT_WAF_BLOCKED,    /* input rules rejected */
+    SH_CNT_REDIRECTS,      /* viewer protocol redirect to https */
+    SH_CNT_HTTPS_ONLY,     /* plain HTTP refused by https-only */
+    SH_CNT_CORS_PREFLIGHT, /* OPTIONS preflights answered */
+    SH_CNT_COMPRESSED,     /* responses compressed (gzip or br) */
+    SH_CNT_COUNT
+} sh_counter;
+
+/* Printable snake_case name of a counter ("auth_failed"), for /stats. */
+const char *sh_counter_name(sh_counter c);
+/* Count one event for the request's worker (worker thread only). */
+void sh_req_count(sh_req *req, sh_counter c);
 
 /* A module. Every field except name is optional. */
 typedef struct sh_module {
     const char *name;
+    /* Process-wide state shared by every worker (rate-limit table, geo database),
+     * created by main before the workers start; 0 or -1 with a message in err. */
+    int (*init)(const sh_config *cfg, char *err, size_t errlen);
+    /* SIGHUP (main thread): re-read files (geo database, certificates) and swap
+     * them in atomically; on failure keep the old ones and log why. */
+    void (*reload)(const sh_config *cfg);
+    /* After every worker has stopped. */
+    void (*fini)(void);
     /* Per-worker state, created when the worker starts and freed when it stops. */
     int (*worker_init)(struct sh_worker *w, const sh_config *cfg, void **state);
     void (*worker_free)(void *state);
@@ -143,8 +179,23 @@ int sh_glob_match(const char *pat, size_t plen, const char *s, size_t slen);
  * a config without the final "*" behavior, which validation forbids. */
 const sh_behavior_conf *sh_behavior_match(const sh_config *cfg, const char *path, size_t len);
 
-/* The modules of this issue. */
-extern const sh_module sh_module_behaviors;
-extern const sh_module sh_module_headers;
+/* Run every module's init (in registry order); on failure the ones already
+ * initialised are finalised again. 0 or -1 with a message. */
+int sh_modules_init(const sh_config *cfg, char *err, size_t errlen);
+void sh_modules_reload(const sh_config *cfg);
+void sh_modules_fini(void);
+
+/* The modules, in registry order (proxy/pipeline.c). */
+extern const sh_module sh_module_waf;        /* SANITY: input rules */
+extern const sh_module sh_module_identity;   /* IDENTITY: trusted proxies */
+extern const sh_module sh_module_behaviors;  /* ROUTE */
+extern const sh_module sh_module_ratelimit;  /* RATELIMIT */
+extern const sh_module sh_module_geo;        /* GEO */
+extern const sh_module sh_module_protocol;   /* PROTOCOL: viewer protocol policy */
+extern const sh_module sh_module_signed_url; /* AUTH: CloudFront signed URLs/cookies */
+extern const sh_module sh_module_sigv4;      /* AUTH: SigV4 */
+extern const sh_module sh_module_cors;       /* PRECONTENT (preflight) + RESPONSE */
+extern const sh_module sh_module_headers;    /* RESPONSE: security headers */
+extern const sh_module sh_module_compress;   /* RESPONSE: gzip/br decision */
 
 #endif

@@ -34,6 +34,7 @@ typedef struct sh_worker_stats {
     uint64_t origin_errors;
     uint64_t bytes_in;  /* from viewers */
     uint64_t bytes_out; /* to viewers */
+    uint64_t edge[16];  /* indexed by sh_counter (shield/module.h) */
 } sh_worker_stats;
 
 typedef struct sh_worker {

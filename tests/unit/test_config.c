@@ -507,12 +507,11 @@ static void test_err_listen(void **state)
     expect_errors("listen = (\n  { address = \"127.0.0.1:8443\"; tls = true; },\n"
                   "  { address = \"localhost:80\"; },\n  { tls = false; },\n"
                   "  { address = \"127.0.0.1:8443\"; } );\n" ORIGIN CATCHALL,
-                  "t.conf:2: listen \"127.0.0.1:8443\": TLS listeners are not supported by this "
-                  "build yet\n"
                   "t.conf:3: listen \"localhost:80\": address: expected a numeric \"ip:port\", "
                   "\"[ipv6]:port\" or \":port\"\n"
                   "t.conf:4: missing required setting \"address\" in listen[2]\n"
-                  "t.conf:5: listen \"127.0.0.1:8443\": duplicate listen address\n");
+                  "t.conf:5: listen \"127.0.0.1:8443\": duplicate listen address\n"
+                  "t.conf:1: listen: a TLS listener needs tls.certificates\n");
 }
 
 static void test_err_missing_sections(void **state)
