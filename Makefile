@@ -8,6 +8,7 @@
 #   make soak    the disk cache's kill -9 loop, 500 iterations (SHIELD_KILL_ITERATIONS)
 #   make cachesim  eviction policies on a Zipf e-book trace (bench/README.md)
 #   make asan    build build/asan/shield (libc malloc, ASan + UBSan)
+#   make fuzz    libFuzzer (clang-14) on every tests/fuzz harness, FUZZ_SECONDS each
 #   make format  clang-format the tree;  make clean
 
 VERSION    := 0.1.0
@@ -21,7 +22,8 @@ PYTEST_ARGS ?=
 
 WARN   := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wvla
 CPPFLAGS := -Iinclude -I$(LLHTTP_INC) -D_GNU_SOURCE -DSHIELD_VERSION='"$(VERSION)"'
-LIBS   := -levent_openssl -levent_pthreads -levent -lcurl -lconfig -lssl -lcrypto -lz -lm -pthread
+LIBS   := -levent_openssl -levent_pthreads -levent -lcurl -lconfig -lmaxminddb -lbrotlienc \
+          -lssl -lcrypto -lz -lm -pthread
 
 ifeq ($(SAN),1)
   OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -43,8 +45,14 @@ LIB_OBJ   := $(LIB_SRC:%.c=$(OBJ_DIR)/%.o)
 LLHTTP_OBJ := $(OBJ_DIR)/llhttp/llhttp.o $(OBJ_DIR)/llhttp/api.o $(OBJ_DIR)/llhttp/http.o
 UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# Fuzz harnesses (libFuzzer entry point) replayed over their checked-in corpus
+# by a small driver, so `make test` runs them with gcc and under ASan.
+FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+FUZZ_BIN  := $(FUZZ_NAMES:%=$(BUILD)/fuzz/replay_%)
+FUZZ_SECONDS ?= 60
 
-.PHONY: all deps test unit integration asan run soak clean format check-format
+.PHONY: all deps test unit integration asan run soak clean format check-format fuzz-replay fuzz
 all: $(BUILD)/shield
 
 $(BUILD)/shield: $(OBJ_DIR)/proxy/main.o $(LIB_OBJ) $(LLHTTP_OBJ)
@@ -64,13 +72,18 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ) $(LLHTTP_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDSAN) -o $@ $^ $(LIBS) -lcmocka
 
+$(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIB_OBJ) $(LLHTTP_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDSAN) -o $@ $^ $(LIBS)
+
 -include $(shell find $(OBJ_DIR) -name '*.d' 2>/dev/null)
 
 # ---- dependencies -----------------------------------------------------------
 DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev libcurl4-openssl-dev \
             libjemalloc-dev libmaxminddb-dev node-llhttp libconfig-dev zlib1g-dev \
             libbrotli-dev libcmocka-dev python3 python3-pytest python3-botocore \
-            awscli curl openssl procps clang-format
+            awscli curl openssl procps clang-format clang-14 libclang-rt-14-dev \
+            testssl.sh libmaxmind-db-writer-perl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 deps:
@@ -89,6 +102,24 @@ deps:
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
+fuzz-replay: $(FUZZ_BIN)
+	@set -e; for n in $(FUZZ_NAMES); do echo "== fuzz corpus $$n"; \
+	    $(BUILD)/fuzz/replay_$$n tests/fuzz/corpus/$$n; done
+
+# A time-boxed libFuzzer run of every harness (clang), FUZZ_SECONDS each; new
+# inputs go to build/fuzz-run/<name>/ (copy interesting ones into the corpus).
+fuzz:
+	$(MAKE) BUILD=build/libfuzzer CC=clang-14 SAN=1 \
+	    CFLAGS='-fsanitize=fuzzer-no-link' $(addprefix build/libfuzzer/fuzz/lf_,$(FUZZ_NAMES))
+	@set -e; for n in $(FUZZ_NAMES); do mkdir -p build/fuzz-run/$$n; \
+	    echo "== fuzzing $$n for $(FUZZ_SECONDS) s"; \
+	    build/libfuzzer/fuzz/lf_$$n -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+	        build/fuzz-run/$$n tests/fuzz/corpus/$$n; done
+
+$(BUILD)/fuzz/lf_%: tests/fuzz/fuzz_%.c $(LIB_OBJ) $(LLHTTP_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer $(LDSAN) -o $@ $^ $(LIBS)
+
 integration: $(BUILD)/shield
 	SHIELD_BIN=$(abspath $(BUILD)/shield) SHIELD_SAN=$(SAN) $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/integration
 
@@ -97,9 +128,9 @@ asan:
 
 test: deps
 	$(MAKE) check-format
-	$(MAKE) all unit
+	$(MAKE) all unit fuzz-replay
 	$(MAKE) integration
-	$(MAKE) BUILD=build/asan SAN=1 all unit
+	$(MAKE) BUILD=build/asan SAN=1 all unit fuzz-replay
 	$(MAKE) BUILD=build/asan SAN=1 integration
 
 # The kill -9 loop of the disk tier, longer than in `make test`.

@@ -19,7 +19,7 @@
 #include "config_int.h"
 #include "shield/alloc.h"
 
-#define SEC(n) ((uint64_t)(n) * SEC_MS)
+#define SEC(n) ((uint64_t)(n)*SEC_MS)
 
 static const char *ssl_err(void)
 {
@@ -100,11 +100,10 @@ static void check_cert(scope *el, sh_tls_cert_conf *c)
 
 static void parse_tls(scope *top, sh_config *cfg)
 {
-    static const num_field nums[] = {
-        NUM(sh_tls_conf, "ticket_rotate", ticket_rotate_ms, NUM_DURATION, 3600000, 60000,
-            MAX_TIMER_MS),
-        NUM(sh_tls_conf, "session_timeout", session_timeout_ms, NUM_DURATION, 300000, 1000,
-            86400000)};
+    static const num_field nums[] = {NUM(sh_tls_conf, "ticket_rotate", ticket_rotate_ms,
+                                         NUM_DURATION, 3600000, 60000, MAX_TIMER_MS),
+                                     NUM(sh_tls_conf, "session_timeout", session_timeout_ms,
+                                         NUM_DURATION, 300000, 1000, 86400000)};
     sh_tls_conf *t = &cfg->tls;
     const char *v;
     scope sc, *ts;
@@ -112,8 +111,7 @@ static void parse_tls(scope *top, sh_config *cfg)
     t->policy = sh_strdup("TLSv1.2_2021");
     t->session_tickets = 1;
     ts = cfg_opt_group(top, "tls",
-                       "policy certificates session_tickets ticket_rotate session_timeout",
-                       &sc);
+                       "policy certificates session_tickets ticket_rotate session_timeout", &sc);
     cfg_get_nums(ts, t, nums, sizeof nums / sizeof nums[0]);
     if (!ts) return;
     t->line = config_setting_source_line(ts->set);
@@ -254,8 +252,8 @@ static char *read_secret(scope *el, const char *path)
     while (n && isspace((unsigned char)line[n - 1]))
         line[--n] = '\0';
     if (!n) {
-        cfg_err_at(el->ld, cfg_member(el, "secret_file"), "%ssecret_file \"%s\": empty",
-                   el->prefix, path);
+        cfg_err_at(el->ld, cfg_member(el, "secret_file"), "%ssecret_file \"%s\": empty", el->prefix,
+                   path);
         return NULL;
     }
     return sh_strdup(line);
@@ -289,7 +287,8 @@ static void parse_sigv4(scope *top, sh_config *cfg)
         cfg_check_keys(&el, "access_key secret secret_file");
         if (!cfg_need_str(&el, "access_key", 1, &ak)) continue;
         char *secret = NULL;
-        int has_s = cfg_get_str(&el, "secret", &sec) == 1, has_f = cfg_member(&el, "secret_file") != NULL;
+        int has_s = cfg_get_str(&el, "secret", &sec) == 1,
+            has_f = cfg_member(&el, "secret_file") != NULL;
         if (has_s && has_f) {
             cfg_err_at(top->ld, e, "%suse secret or secret_file, not both", el.prefix);
             continue;
@@ -301,8 +300,7 @@ static void parse_sigv4(scope *top, sh_config *cfg)
         else
             cfg_missing(&el, "secret_file");
         if (has_s && !secret)
-            cfg_err_at(top->ld, cfg_member(&el, "secret"), "%ssecret must not be empty",
-                       el.prefix);
+            cfg_err_at(top->ld, cfg_member(&el, "secret"), "%ssecret must not be empty", el.prefix);
         if (!secret) continue;
         for (size_t j = 0; j < s->nkeys; j++)
             if (strcmp(s->keys[j].access_key, ak) == 0)
@@ -411,8 +409,8 @@ static void parse_waf(scope *top, sh_config *cfg)
     scope sc, *ws;
 
     w->enabled = 1;
-    w->methods = SH_M_GET | SH_M_HEAD | SH_M_OPTIONS | SH_M_PUT | SH_M_POST | SH_M_PATCH |
-                 SH_M_DELETE;
+    w->methods =
+        SH_M_GET | SH_M_HEAD | SH_M_OPTIONS | SH_M_PUT | SH_M_POST | SH_M_PATCH | SH_M_DELETE;
     w->block_traversal = 1;
     ws = cfg_opt_group(top, "waf",
                        "enabled allowed_methods max_uri max_query max_header block_traversal "

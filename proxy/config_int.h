@@ -59,8 +59,7 @@ const char *cfg_type_name(const config_setting_t *s);
 int cfg_is_token(const char *s);
 int cfg_is_field_value(const char *s);
 config_setting_t *cfg_member(const scope *sc, const char *key);
-void cfg_scope_group(scope *out, const scope *parent, const config_setting_t *set,
-                     const char *key);
+void cfg_scope_group(scope *out, const scope *parent, const config_setting_t *set, const char *key);
 /* List elements are named by their key value when they have one: origin "books". */
 void cfg_scope_elem(scope *out, loader *ld, const config_setting_t *set, const char *list,
                     const char *kind, const char *name);
@@ -87,7 +86,7 @@ int cfg_get_strings(scope *sc, const char *key, config_setting_t **out);
 void cfg_set_str(char **dst, const char *v);
 
 /* config_edge.c: the edge-security groups and the per-behavior edge keys. */
-#define EDGE_TOP_KEYS "tls trusted_proxies signed_urls sigv4 geo rate_limit waf"
+#define EDGE_TOP_KEYS      "tls trusted_proxies signed_urls sigv4 geo rate_limit waf"
 #define EDGE_BEHAVIOR_KEYS "viewer_protocol signed compress cors"
 void cfg_parse_edge(scope *top, sh_config *cfg);
 void cfg_parse_behavior_edge(scope *el, sh_config *cfg, sh_behavior_conf *b);

@@ -285,6 +285,7 @@ static int parse_target(sh_conn *c, sh_req *r)
 static void conn_fill_peer(sh_conn *c, sh_req *r)
 {
     r->peer = c->peer;
+    snprintf(r->peer_ip, sizeof(r->peer_ip), "%s", c->peer_ip);
     snprintf(r->client_ip, sizeof(r->client_ip), "%s", c->peer_ip);
     if (sh_ip_from_sockaddr((const struct sockaddr *)&c->peer, r->client_addr) != 0)
         memset(r->client_addr, 0, sizeof r->client_addr);

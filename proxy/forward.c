@@ -61,8 +61,9 @@ void sh_forward_request_headers(const sh_req *req, const char *node, sh_hdrlist 
         sh_hdrlist_add(out, h->name, h->name_len, h->value, h->value_len);
     }
 
-    /* X-Forwarded-For: every value the viewer sent, then the peer, as
-     * CloudFront does; a later issue decides which of them to trust. */
+    /* X-Forwarded-For: every value the viewer sent, then the socket peer, as
+     * CloudFront does; which of them is the client is the identity module's
+     * business (req->client_ip), not the origin's. */
     char xff[8192];
     size_t n = 0;
     for (size_t i = 0; i < req->nheaders; i++) {
@@ -74,7 +75,7 @@ void sh_forward_request_headers(const sh_req *req, const char *node, sh_hdrlist 
         xff[n++] = ',';
         xff[n++] = ' ';
     }
-    snprintf(xff + n, sizeof(xff) - n, "%s", req->client_ip);
+    snprintf(xff + n, sizeof(xff) - n, "%s", req->peer_ip);
     sh_hdrlist_adds(out, "X-Forwarded-For", xff);
 
     char via[300];

@@ -78,6 +78,7 @@ typedef struct sh_req {
 
     /* peer */
     struct sockaddr_storage peer;
+    char peer_ip[64];         /* the socket peer, textual (never replaced) */
     char client_ip[64];       /* (module) textual client address; identity may replace it */
     uint8_t client_addr[16];  /* (module) the same address, 16-byte form (IPv4 v4-mapped) */
     int client_port;          /* (module) client's source port (CloudFront-Viewer-Address) */
