@@ -101,7 +101,7 @@ static void check_cert(scope *el, sh_tls_cert_conf *c)
 static void parse_tls(scope *top, sh_config *cfg)
 {
     static const num_field nums[] = {NUM(sh_tls_conf, "ticket_rotate", ticket_rotate_ms,
-                                         NUM_DURATION, 3600000, 60000, MAX_TIMER_MS),
+                                         NUM_DURATION, 3600000, 1000, MAX_TIMER_MS),
                                      NUM(sh_tls_conf, "session_timeout", session_timeout_ms,
                                          NUM_DURATION, 300000, 1000, 86400000)};
     sh_tls_conf *t = &cfg->tls;

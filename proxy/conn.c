@@ -28,12 +28,15 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <llhttp.h>
+#include <openssl/err.h>
 
 #include "shield/alloc.h"
 #include "shield/forward.h"
 #include "shield/log.h"
+#include "shield/tls.h"
 #include "shield/module.h"
 #include "shield/worker.h"
 #include "conn_int.h"
@@ -511,6 +514,14 @@ void sh_req_resume(sh_req *req, sh_rc rc)
     conn_send_generated(c);
 }
 
+/* Everything queued has been written: tell the viewer no more is coming
+ * (close_notify first over TLS, so a truncation is distinguishable). */
+static void conn_half_close(sh_conn *c)
+{
+    if (c->ssl) SSL_shutdown(c->ssl);
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+}
+
 const sh_header *sh_req_header(const sh_req *req, const char *name)
 {
     return sh_hdr_find(req->headers, req->nheaders, name);
@@ -554,7 +565,7 @@ void conn_finish(sh_conn *c)
         evtimer_del(c->timer);
         /* Wait for the output to drain (write callback), then half-close. */
         if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-            shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+            conn_half_close(c);
             timer_arm(c, LINGER_MS);
         }
         return;
@@ -718,7 +729,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
     size_t left = evbuffer_get_length(bufferevent_get_output(bev));
     if (c->state == CONN_LINGER) {
         if (left == 0) {
-            shutdown(bufferevent_getfd(bev), SHUT_WR);
+            conn_half_close(c);
             timer_arm(c, LINGER_MS);
         }
         return;
@@ -736,6 +747,17 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     sh_conn *c = arg;
+    if (what == BEV_EVENT_CONNECTED) {
+        c->w->stats.tls_handshakes++;
+        return; /* TLS handshake done; requests follow */
+    }
+    if (c->ssl && (what & BEV_EVENT_ERROR) && !SSL_is_init_finished(c->ssl)) {
+        unsigned long e = bufferevent_get_openssl_error(bev);
+        char buf[160] = "connection closed";
+        if (e) ERR_error_string_n(e, buf, sizeof buf);
+        c->w->stats.tls_handshake_failures++;
+        sh_log(SH_LOG_DEBUG, "%s: TLS handshake failed: %s", c->peer_ip, buf);
+    }
     if (what & BEV_EVENT_TIMEOUT) {
         /* bufferevent only times out writes: the viewer stopped reading. */
         sh_log(SH_LOG_INFO, "%s: send timeout, closing", c->peer_ip);
@@ -778,7 +800,8 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
-void sh_conn_accept(sh_worker *w, int fd, const struct sockaddr *sa, int salen)
+void sh_conn_accept(sh_worker *w, int fd, const struct sockaddr *sa, int salen,
+                    const sh_listen_conf *lc)
 {
     settings_init();
     if (w->nconns >= w->cfg->limits.max_connections || w->draining) {
@@ -800,7 +823,22 @@ void sh_conn_accept(sh_worker *w, int fd, const struct sockaddr *sa, int salen)
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->local_port = lc->addr.ss_family == AF_INET6
+                        ? ntohs(((const struct sockaddr_in6 *)&lc->addr)->sin6_port)
+                        : ntohs(((const struct sockaddr_in *)&lc->addr)->sin_port);
+    if (lc->tls) {
+        /* The handshake runs inside the bufferevent; the header timer armed
+         * below bounds it, so a silent TLS client costs no more than a silent
+         * plain one. */
+        c->ssl = sh_tls_new();
+        c->bev = c->ssl ? bufferevent_openssl_socket_new(
+                              w->base, fd, c->ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
+                        : NULL;
+        if (c->bev) bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+        if (!c->bev && c->ssl) SSL_free(c->ssl);
+    } else {
+        c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (!c->bev) {
         close(fd);
         sh_free(c);
@@ -834,6 +872,7 @@ void conn_abort(sh_conn *c, const char *why)
     /* RST rather than FIN: the viewer must see a failure, not an end. */
     struct linger lg = {1, 0};
     setsockopt(bufferevent_getfd(c->bev), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    c->aborted = 1;
     conn_free(c);
 }
 
@@ -853,6 +892,14 @@ static void conn_free(sh_conn *c)
     if (c->next) c->next->prev = c->prev;
     w->nconns--;
     event_free(c->timer);
+    if (c->ssl && SSL_is_init_finished(c->ssl)) {
+        /* close_notify when the close is ours and orderly; then mark the
+         * shutdown complete either way, or OpenSSL drops the session from the
+         * cache and the viewer's next connection pays a full handshake
+         * (TLS 1.1+ allows resuming after an unclean close). */
+        if (!c->aborted && !(SSL_get_shutdown(c->ssl) & SSL_SENT_SHUTDOWN)) SSL_shutdown(c->ssl);
+        SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    }
     bufferevent_free(c->bev);
     sh_hdrlist_clear(&c->req.resp.headers);
     sh_free(c->req.origin_path);

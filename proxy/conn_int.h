@@ -61,6 +61,7 @@ typedef struct sh_conn {
     char peer_ip[64];
     int local_port; /* of the listener it arrived on */
     SSL *ssl;       /* TLS listener: owned by the bufferevent; NULL over plain HTTP */
+    int aborted;    /* conn_abort(): reset, no close_notify */
     unsigned nrequests;
     size_t linger_bytes;
 

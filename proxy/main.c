@@ -27,6 +27,7 @@
 #include "shield/config.h"
 #include "shield/credentials.h"
 #include "shield/log.h"
+#include "shield/tls.h"
 #include "shield/module.h"
 #include "shield/worker.h"
 
@@ -137,6 +138,10 @@ int main(int argc, char **argv)
         }
     }
 
+    if (sh_tls_init(cfg, err, sizeof(err)) != 0) {
+        sh_log(SH_LOG_ERROR, "tls: %s", err);
+        goto out;
+    }
     if (sh_modules_init(cfg, err, sizeof(err)) != 0) {
         sh_log(SH_LOG_ERROR, "%s", err);
         goto out;
@@ -192,6 +197,8 @@ int main(int argc, char **argv)
             /* Issue 5 re-reads the whole configuration; until then SIGHUP
              * re-reads the files it names: certificates and the geo database. */
             sh_log(SH_LOG_INFO, "SIGHUP: reloading certificates and the geo database");
+            if (sh_tls_reload(cfg, err, sizeof(err)) != 0)
+                sh_log(SH_LOG_ERROR, "SIGHUP: tls: %s; keeping the current certificates", err);
             sh_modules_reload(cfg);
         }
         if (sig == SIGUSR1)
@@ -214,6 +221,7 @@ stop:
     if (rc == 0) sh_log(SH_LOG_INFO, "stopped");
 out:
     if (modules_ready) sh_modules_fini();
+    sh_tls_fini();
     for (size_t i = 0; i < cfg->norigins; i++)
         sh_creds_free(creds[i]);
     sh_free(creds);

@@ -27,7 +27,11 @@ int64_t sh_now_us(void)
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
-    sh_conn_accept(arg, fd, sa, salen);
+    sh_worker *w = arg;
+    size_t i = 0;
+    while (i + 1 < w->nlisteners && w->listeners[i] != l)
+        i++;
+    sh_conn_accept(w, fd, sa, salen, &w->cfg->listen[i]);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)

@@ -32,9 +32,11 @@ typedef struct sh_worker_stats {
     uint64_t responses_by_class[6]; /* index = status / 100 (0 = none sent) */
     uint64_t origin_fetches;
     uint64_t origin_errors;
-    uint64_t bytes_in;  /* from viewers */
-    uint64_t bytes_out; /* to viewers */
-    uint64_t edge[16];  /* indexed by sh_counter (shield/module.h) */
+    uint64_t bytes_in;               /* from viewers */
+    uint64_t bytes_out;              /* to viewers */
+    uint64_t tls_handshakes;         /* completed */
+    uint64_t tls_handshake_failures; /* failed or abandoned mid-handshake */
+    uint64_t edge[16];               /* indexed by sh_counter (shield/module.h) */
 } sh_worker_stats;
 
 typedef struct sh_worker {
@@ -94,7 +96,8 @@ void sh_worker_unwake(sh_worker *w, struct cache_waiter *wt);
 void sh_worker_fill_done(sh_worker *w);
 
 /* Connection entry points (proxy/conn.c). */
-void sh_conn_accept(sh_worker *w, int fd, const struct sockaddr *sa, int salen);
+void sh_conn_accept(sh_worker *w, int fd, const struct sockaddr *sa, int salen,
+                    const sh_listen_conf *lc);
 /* Drain: close idle connections now, the rest after their current response. */
 void sh_conn_drain_all(sh_worker *w);
 /* Close every connection at once (drain timeout, shutdown). */
