@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <string.h>
 #include <strings.h>
 
@@ -89,12 +90,19 @@ static void check_cert(scope *el, sh_tls_cert_conf *c)
     if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1)
         cfg_err_at(el->ld, cfg_member(el, "cert"), "%scert \"%s\": %s", el->prefix, c->cert,
                    ssl_err());
-    else if (SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) != 1)
-        cfg_err_at(el->ld, cfg_member(el, "key"), "%skey \"%s\": %s", el->prefix, c->key,
-                   ssl_err());
-    else if (SSL_CTX_check_private_key(ctx) != 1)
-        cfg_err_at(el->ld, el->set, "%skey \"%s\" does not match cert \"%s\"", el->prefix, c->key,
-                   c->cert);
+    else if (SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) != 1 ||
+             SSL_CTX_check_private_key(ctx) != 1) {
+        /* The common mistake gets words, not an OpenSSL error code. */
+        if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH ||
+            ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_PRIVATE_KEY_MISMATCH) {
+            ERR_clear_error();
+            cfg_err_at(el->ld, el->set, "%skey \"%s\" does not match cert \"%s\"", el->prefix,
+                       c->key, c->cert);
+        } else {
+            cfg_err_at(el->ld, cfg_member(el, "key"), "%skey \"%s\": %s", el->prefix, c->key,
+                       ssl_err());
+        }
+    }
     SSL_CTX_free(ctx);
 }
 
@@ -211,7 +219,7 @@ static void parse_signed_urls(scope *top, sh_config *cfg)
     scope sc, *ss = cfg_opt_group(top, "signed_urls", "key_groups", &sc);
     config_setting_t *list;
 
-    if (!ss || !(list = cfg_get_list(ss, "key_groups", 1))) return;
+    if (!ss || !(list = cfg_get_list(ss, "key_groups", 0))) return;
     s->keys = sh_calloc((size_t)config_setting_length(list) + 1, sizeof *s->keys);
     for (int i = 0; i < config_setting_length(list); i++) {
         config_setting_t *e = cfg_get_group_elem(top->ld, list, i, "signed_urls.key_groups");
@@ -275,7 +283,7 @@ static void parse_sigv4(scope *top, sh_config *cfg)
     if (!ss) return;
     if (cfg_get_str(ss, "region", &v) == 1) cfg_set_str(&s->region, v);
     if (cfg_get_str(ss, "service", &v) == 1) cfg_set_str(&s->service, v);
-    if (!(list = cfg_get_list(ss, "keys", 1))) return;
+    if (!(list = cfg_get_list(ss, "keys", 0))) return;
     s->keys = sh_calloc((size_t)config_setting_length(list) + 1, sizeof *s->keys);
     for (int i = 0; i < config_setting_length(list); i++) {
         config_setting_t *e = cfg_get_group_elem(top->ld, list, i, "sigv4.keys");

@@ -823,6 +823,249 @@ static void test_method_bits(void **state)
     assert_int_equal(sh_method_bit("", 0), 0);
 }
 
+/* ---- edge security groups ------------------------------------------------------------------- */
+
+static void test_edge_defaults(void **state)
+{
+    sh_config *cfg = load_ok(MINIMAL);
+    const sh_behavior_conf *b = &cfg->behaviors[0];
+
+    assert_string_equal(cfg->tls.policy, "TLSv1.2_2021");
+    assert_int_equal(cfg->tls.ncerts, 0);
+    assert_int_equal(cfg->tls.session_tickets, 1);
+    assert_int_equal(cfg->tls.ticket_rotate_ms, 3600000);
+    assert_int_equal(cfg->tls.session_timeout_ms, 300000);
+    assert_int_equal(cfg->trusted.ncidrs, 0);
+    assert_string_equal(cfg->trusted.header, "X-Forwarded-For");
+    assert_int_equal(cfg->trusted.use_first, 0);
+    assert_int_equal(cfg->trusted.viewer_address, 1);
+    assert_string_equal(cfg->trusted.country_header, "");
+    assert_int_equal(cfg->signed_urls.nkeys, 0);
+    assert_string_equal(cfg->sigv4.region, "us-east-1");
+    assert_string_equal(cfg->sigv4.service, "s3");
+    assert_int_equal(cfg->sigv4.max_skew_ms, 900000);
+    assert_int_equal(cfg->geo.mode, SH_GEO_NONE);
+    assert_string_equal(cfg->geo.database, "");
+    assert_int_equal(cfg->rate_limit.enabled, 0);
+    assert_int_equal(cfg->rate_limit.limit, 2000);
+    assert_int_equal(cfg->rate_limit.window_s, 300);
+    assert_int_equal(cfg->rate_limit.status, 403);
+    assert_int_equal(cfg->waf.enabled, 1);
+    assert_int_equal(cfg->waf.max_uri, 8192);
+    assert_int_equal(cfg->waf.block_traversal, 1);
+    assert_int_equal(cfg->waf.allow_encoded_slash, 0);
+    assert_true(cfg->waf.methods & SH_M_GET);
+    assert_int_equal(b->viewer_protocol, SH_VIEWER_ALLOW_ALL);
+    assert_int_equal(b->signed_mode, SH_SIGNED_NONE);
+    assert_int_equal(b->compress, 0);
+    assert_int_equal(b->cors.enabled, 0);
+    sh_config_free(cfg);
+}
+
+/* Key material made with the openssl CLI into a fresh directory. */
+static char keydir[64];
+
+static int make_keys(void **state)
+{
+    char cmd[1024];
+    snprintf(keydir, sizeof keydir, "/tmp/shield-test-keys-XXXXXX");
+    if (!mkdtemp(keydir)) return -1;
+    snprintf(cmd, sizeof cmd,
+             "cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout a.key -out a.crt "
+             "-days 2 -subj /CN=a.test >/dev/null 2>&1 && "
+             "openssl genrsa -out other.key 2048 >/dev/null 2>&1 && "
+             "openssl rsa -in a.key -pubout -out a.pub >/dev/null 2>&1 && "
+             "openssl ecparam -name prime256v1 -genkey -noout -out e.key >/dev/null 2>&1 && "
+             "openssl ec -in e.key -pubout -out e.pub >/dev/null 2>&1 && "
+             "openssl ecparam -name secp384r1 -genkey -noout -out p384.key >/dev/null 2>&1 && "
+             "openssl ec -in p384.key -pubout -out p384.pub >/dev/null 2>&1 && "
+             "printf 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\\n' > secret && : > empty",
+             keydir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int rm_keys(void **state)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", keydir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static char *with_dir(const char *text)
+{
+    return replace_all(text, "@", keydir);
+}
+
+static void test_edge_full(void **state)
+{
+    char *text = with_dir(
+        "listen = ( { address = \"127.0.0.1:8080\"; }, { address = \"127.0.0.1:8443\"; "
+        "tls = true; } );\n" ORIGIN
+        "tls = { certificates = ( { cert = \"@/a.crt\"; key = \"@/a.key\"; } ); "
+        "session_tickets = false; ticket_rotate = \"30m\"; session_timeout = \"10m\"; };\n"
+        "trusted_proxies = { cidrs = [\"10.0.0.0/8\", \"::1\"]; header = \"X-Real-Forwarded\"; "
+        "position = \"first\"; viewer_address = false; country_header = "
+        "\"CloudFront-Viewer-Country\"; };\n"
+        "signed_urls = { key_groups = ( { id = \"K2JCJMDEHXQW5F\"; public_key = \"@/a.pub\"; }, "
+        "{ id = \"KEC\"; public_key = \"@/e.pub\"; } ); };\n"
+        "sigv4 = { region = \"eu-west-1\"; max_skew = \"5m\"; keys = ( { access_key = \"AK1\"; "
+        "secret = \"s1\"; }, { access_key = \"AK2\"; secret_file = \"@/secret\"; } ); };\n"
+        "geo = { database = \"@/a.pub\"; mode = \"blocklist\"; countries = [\"fr\", \"DE\"]; };\n"
+        "rate_limit = { limit = 100; window = 60; key = \"forwarded_ip\"; header = \"X-Client\"; "
+        "fallback = \"match\"; status = 429; max_clients = \"10K\"; };\n"
+        "waf = { allowed_methods = [\"GET\", \"HEAD\"]; max_uri = 1024; max_query = 0; "
+        "block_traversal = false; allow_encoded_slash = true; };\n"
+        "behaviors = ( { path = \"*.epub\"; viewer_protocol = \"redirect-to-https\"; signed = "
+        "\"cloudfront\"; compress = true; cors = { allow_origins = [\"https://r.example\"]; "
+        "allow_methods = [\"GET\", \"HEAD\", \"OPTIONS\"]; expose_headers = [\"ETag\"]; max_age = "
+        "60; allow_credentials = true; }; },\n"
+        "  { path = \"/m/*\"; viewer_protocol = \"https-only\"; signed = \"sigv4\"; },\n"
+        "  { path = \"*\"; } );\n");
+    sh_config *cfg = load_ok(text);
+    free(text);
+    uint8_t ip[16];
+
+    assert_int_equal(cfg->listen[1].tls, 1);
+    assert_int_equal(cfg->tls.ncerts, 1);
+    assert_int_equal(cfg->tls.session_tickets, 0);
+    assert_int_equal(cfg->tls.ticket_rotate_ms, 1800000);
+    assert_int_equal(cfg->trusted.ncidrs, 2);
+    assert_int_equal(sh_ip_parse("10.1.2.3", 8, ip), 0);
+    assert_true(sh_cidr_match_any(cfg->trusted.cidrs, cfg->trusted.ncidrs, ip));
+    assert_int_equal(sh_ip_parse("::1", 3, ip), 0);
+    assert_true(sh_cidr_match_any(cfg->trusted.cidrs, cfg->trusted.ncidrs, ip));
+    assert_int_equal(sh_ip_parse("11.0.0.1", 8, ip), 0);
+    assert_false(sh_cidr_match_any(cfg->trusted.cidrs, cfg->trusted.ncidrs, ip));
+    assert_string_equal(cfg->trusted.header, "X-Real-Forwarded");
+    assert_int_equal(cfg->trusted.use_first, 1);
+    assert_int_equal(cfg->trusted.viewer_address, 0);
+    assert_int_equal(cfg->signed_urls.nkeys, 2);
+    assert_string_equal(cfg->signed_urls.keys[0].id, "K2JCJMDEHXQW5F");
+    assert_non_null(cfg->signed_urls.keys[0].pkey);
+    assert_non_null(cfg->signed_urls.keys[1].pkey);
+    assert_string_equal(cfg->sigv4.region, "eu-west-1");
+    assert_int_equal(cfg->sigv4.max_skew_ms, 300000);
+    assert_int_equal(cfg->sigv4.nkeys, 2);
+    assert_string_equal(cfg->sigv4.keys[0].secret, "s1");
+    assert_string_equal(cfg->sigv4.keys[1].secret, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
+    assert_int_equal(cfg->geo.mode, SH_GEO_BLOCKLIST);
+    assert_int_equal(cfg->geo.ncountries, 2);
+    assert_memory_equal(cfg->geo.countries[0], "FR", 3);
+    assert_int_equal(cfg->rate_limit.enabled, 1);
+    assert_int_equal(cfg->rate_limit.limit, 100);
+    assert_int_equal(cfg->rate_limit.window_s, 60);
+    assert_int_equal(cfg->rate_limit.forwarded, 1);
+    assert_int_equal(cfg->rate_limit.fallback_match, 1);
+    assert_int_equal(cfg->rate_limit.status, 429);
+    assert_int_equal(cfg->rate_limit.max_clients, 10240);
+    assert_int_equal(cfg->waf.methods, SH_M_GET | SH_M_HEAD);
+    assert_int_equal(cfg->waf.max_uri, 1024);
+    assert_int_equal(cfg->waf.max_query, 0);
+    assert_int_equal(cfg->waf.block_traversal, 0);
+    assert_int_equal(cfg->waf.allow_encoded_slash, 1);
+    const sh_behavior_conf *b = &cfg->behaviors[0];
+    assert_int_equal(b->viewer_protocol, SH_VIEWER_REDIRECT);
+    assert_int_equal(b->signed_mode, SH_SIGNED_CLOUDFRONT);
+    assert_int_equal(b->compress, 1);
+    assert_int_equal(b->cors.enabled, 1);
+    assert_int_equal(b->cors.nallow_origins, 1);
+    assert_string_equal(b->cors.allow_methods, "GET, HEAD, OPTIONS");
+    assert_string_equal(b->cors.allow_headers, "");
+    assert_string_equal(b->cors.expose_headers, "ETag");
+    assert_int_equal(b->cors.max_age, 60);
+    assert_int_equal(b->cors.allow_credentials, 1);
+    assert_int_equal(cfg->behaviors[1].viewer_protocol, SH_VIEWER_HTTPS_ONLY);
+    assert_int_equal(cfg->behaviors[1].signed_mode, SH_SIGNED_SIGV4);
+    sh_config_free(cfg);
+}
+
+static void expect_errors_dir(const char *text, const char *expected)
+{
+    char *t = with_dir(text), *e = with_dir(expected);
+    expect_errors(t, e);
+    free(t);
+    free(e);
+}
+
+static void test_err_edge(void **state)
+{
+    expect_errors_dir(
+        MINIMAL "tls = { policy = \"TLSv1.1_2016\"; certificates = (\n"
+                "  { cert = \"@/missing.crt\"; key = \"@/a.key\"; },\n"
+                "  { cert = \"@/a.crt\"; key = \"@/other.key\"; } ); };\n",
+        "t.conf:4: tls.policy \"TLSv1.1_2016\": only \"TLSv1.2_2021\" is supported\n"
+        "t.conf:5: tls.certificates[0]: cert \"@/missing.crt\": cannot open: No such file or "
+        "directory\n"
+        "t.conf:6: tls.certificates[1]: key \"@/other.key\" does not match cert \"@/a.crt\"\n");
+    char *errs;
+    char *t = with_dir(MINIMAL "tls = { certificates = ( { cert = \"@/a.key\"; key = "
+                               "\"@/a.key\"; } ); };\n");
+    assert_null(load_text(t, &errs));
+    assert_non_null(strstr(errs, "t.conf:4: tls.certificates[0]: cert \""));
+    free(errs);
+    free(t);
+
+    expect_errors_dir(
+        MINIMAL "trusted_proxies = { cidrs = [\"10.0.0.0/33\", \"x\", \"1.2.3.4/8\"]; "
+                "position = \"middle\"; header = \"X Forwarded\"; };\n",
+        "t.conf:4: trusted_proxies.cidrs: \"10.0.0.0/33\" is not an address or CIDR range\n"
+        "t.conf:4: trusted_proxies.cidrs: \"x\" is not an address or CIDR range\n"
+        "t.conf:4: trusted_proxies.header \"X Forwarded\": not a header name\n"
+        "t.conf:4: trusted_proxies.position \"middle\": expected one of \"last-untrusted\", "
+        "\"first\"\n");
+    expect_errors_dir(MINIMAL "signed_urls = { key_groups = (\n"
+                              "  { id = \"K1\"; public_key = \"@/missing.pub\"; },\n"
+                              "  { id = \"K2\"; public_key = \"@/empty\"; },\n"
+                              "  { id = \"K3\"; public_key = \"@/p384.pub\"; },\n"
+                              "  { id = \"K4\"; public_key = \"@/a.pub\"; },\n"
+                              "  { id = \"K4\"; public_key = \"@/a.pub\"; } ); };\n",
+                      "t.conf:5: key \"K1\": public_key \"@/missing.pub\": cannot open: No such "
+                      "file or directory\n"
+                      "t.conf:6: key \"K2\": public_key \"@/empty\": not a PEM public key (BEGIN "
+                      "PUBLIC KEY): error:1E08010C:DECODER routines::unsupported\n"
+                      "t.conf:7: key \"K3\": public_key \"@/p384.pub\": expected an RSA or ECDSA "
+                      "P-256 key\n"
+                      "t.conf:9: key \"K4\": duplicate key id\n");
+    expect_errors_dir(MINIMAL
+                      "sigv4 = { keys = (\n"
+                      "  { access_key = \"A\"; secret = \"s\"; secret_file = \"@/secret\"; },\n"
+                      "  { access_key = \"B\"; },\n"
+                      "  { access_key = \"C\"; secret_file = \"@/empty\"; } ); };\n",
+                      "t.conf:5: access key \"A\": use secret or secret_file, not both\n"
+                      "t.conf:6: missing required setting \"secret_file\" in access key \"B\"\n"
+                      "t.conf:7: access key \"C\": secret_file \"@/empty\": empty\n");
+    expect_errors_dir(MINIMAL "geo = { mode = \"allowlist\"; countries = [\"FRA\"]; };\n"
+                              "rate_limit = { limit = 5; window = 90; status = 200; key = "
+                              "\"cookie\"; };\n"
+                              "waf = { allowed_methods = [\"GET\", \"TRACE\"]; };\n",
+                      "t.conf:4: geo.countries: \"FRA\" is not an ISO 3166-1 alpha-2 code\n"
+                      "t.conf:4: geo: mode \"allowlist\" needs a database\n"
+                      "t.conf:5: rate_limit.limit: 5 is out of range (10..2000000000)\n"
+                      "t.conf:5: rate_limit.window: must be 60, 120, 300 or 600 seconds\n"
+                      "t.conf:5: rate_limit.key \"cookie\": expected one of \"ip\", "
+                      "\"forwarded_ip\"\n"
+                      "t.conf:5: rate_limit.status: 200 is out of range (400..599)\n"
+                      "t.conf:6: waf.allowed_methods: unknown method \"TRACE\"\n");
+    expect_errors_dir(
+        LISTEN ORIGIN
+        "behaviors = (\n"
+        "  { path = \"/a/*\"; viewer_protocol = \"redirect-to-https\"; signed = \"cloudfront\"; "
+        "},\n"
+        "  { path = \"/b/*\"; viewer_protocol = \"https\"; signed = \"sigv4\"; },\n"
+        "  { path = \"/c/*\"; cors = { allow_origins = [\"*\"]; allow_credentials = true; }; },\n"
+        "  { path = \"/d/*\"; cors = { max_age = 5; }; },\n"
+        "  { path = \"*\"; } );\n",
+        "t.conf:5: behavior \"/b/*\": viewer_protocol \"https\": expected one of \"allow-all\", "
+        "\"redirect-to-https\", \"https-only\"\n"
+        "t.conf:6: behavior \"/c/*\": cors: allow_credentials cannot be used with allow_origins "
+        "\"*\"\n"
+        "t.conf:7: missing required setting \"allow_origins\" in behavior \"/d/*\" cors\n"
+        "t.conf:4: behavior \"/a/*\": viewer_protocol \"redirect-to-https\" needs a listener with "
+        "tls = true\n"
+        "t.conf:4: behavior \"/a/*\": signed = \"cloudfront\" needs signed_urls.key_groups\n"
+        "t.conf:5: behavior \"/b/*\": signed = \"sigv4\" needs sigv4.keys\n");
+}
+
 static void test_free_null(void **state)
 {
     sh_config_free(NULL);
@@ -853,6 +1096,9 @@ int main(void)
         cmocka_unit_test(test_addresses),
         cmocka_unit_test(test_method_bits),
         cmocka_unit_test(test_free_null),
+        cmocka_unit_test(test_edge_defaults),
+        cmocka_unit_test_setup_teardown(test_edge_full, make_keys, rm_keys),
+        cmocka_unit_test_setup_teardown(test_err_edge, make_keys, rm_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
