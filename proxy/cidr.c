@@ -18,7 +18,8 @@ int sh_ip_parse(const char *s, size_t len, uint8_t out[16])
     char buf[64];
     struct in_addr a4;
 
-    if (len == 0 || len >= sizeof buf) return -1;
+    /* inet_pton would stop at a NUL and accept "1.2.3.4\0junk". */
+    if (len == 0 || len >= sizeof buf || memchr(s, '\0', len)) return -1;
     memcpy(buf, s, len);
     buf[len] = '\0';
     if (inet_pton(AF_INET, buf, &a4) == 1) {

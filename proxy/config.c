@@ -732,7 +732,7 @@ static void parse_origin(scope *el, sh_origin_conf *o)
     get_url(el, "endpoint", &o->endpoint, &host, &hlen);
 
     if (s3) {
-        if (cfg_need_str(el, "bucket", 1, &v)) o->bucket = sh_strdup(v);
+        if (cfg_need_str(el, "bucket", 0, &v)) o->bucket = sh_strdup(v);
         o->region = sh_strdup("us-east-1");
         if (cfg_get_str(el, "region", &v) == 1) {
             if (*v)
@@ -745,6 +745,11 @@ static void parse_origin(scope *el, sh_origin_conf *o)
          * answer path style only. */
         o->path_style = !(hlen > 14 && strncasecmp(host + hlen - 14, ".amazonaws.com", 14) == 0);
         cfg_get_bool(el, "path_style", &o->path_style);
+        /* An empty bucket passes the viewer's path through as "/bucket/key":
+         * how a private mirror serves path-style S3 clients. */
+        if (o->bucket && !*o->bucket && !o->path_style)
+            cfg_err_at(el->ld, cfg_member(el, "bucket"),
+                       "%sbucket may only be empty with path_style = true", el->prefix);
     }
     for (size_t i = 0; http && i < sizeof s3_only / sizeof s3_only[0]; i++)
         if (cfg_member(el, s3_only[i]))
@@ -844,7 +849,7 @@ static void parse_behavior(scope *el, sh_config *cfg, sh_behavior_conf *b)
     const char *v;
     scope hs;
 
-    cfg_check_keys(el, "path origin allowed_methods min_ttl default_ttl max_ttl forward_headers "
+    cfg_check_keys(el, "path origin allowed_methods cached_methods min_ttl default_ttl max_ttl forward_headers "
                        "forward_query forward_cookies response_headers " EDGE_BEHAVIOR_KEYS);
     if (cfg_need_str(el, "path", 1, &v) && *v != '/' && *v != '*')
         cfg_err_at(el->ld, cfg_member(el, "path"), "%spath must start with '/' or '*'", el->prefix);
@@ -878,6 +883,22 @@ static void parse_behavior(scope *el, sh_config *cfg, sh_behavior_conf *b)
         if (!bad && (bits & (SH_M_GET | SH_M_HEAD)) != (SH_M_GET | SH_M_HEAD))
             cfg_err_at(el->ld, s, "%sallowed_methods must include GET and HEAD", el->prefix);
         b->allowed_methods = bits;
+    }
+
+    b->cached_methods = SH_M_GET | SH_M_HEAD;
+    if (cfg_get_strings(el, "cached_methods", &s) == 1) {
+        unsigned bits = 0;
+        for (int i = 0; i < config_setting_length(s); i++) {
+            const char *m = config_setting_get_string_elem(s, (unsigned)i);
+            bits |= sh_method_bit(m, strlen(m));
+        }
+        if (bits == (SH_M_GET | SH_M_HEAD) || bits == (SH_M_GET | SH_M_HEAD | SH_M_OPTIONS))
+            b->cached_methods = bits;
+        else
+            cfg_err_at(el->ld, s, "%scached_methods: expected [\"GET\", \"HEAD\"] or [\"GET\", "
+                       "\"HEAD\", \"OPTIONS\"]", el->prefix);
+        if ((b->cached_methods & SH_M_OPTIONS) && !(b->allowed_methods & SH_M_OPTIONS))
+            cfg_err_at(el->ld, s, "%scached_methods: OPTIONS is not in allowed_methods", el->prefix);
     }
 
     parse_ttls(el, b);

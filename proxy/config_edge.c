@@ -411,7 +411,7 @@ static void parse_waf(scope *top, sh_config *cfg)
 {
 #define WAF_SIZE(key, def, min) NUM(sh_waf_conf, #key, key, NUM_SIZE, def, min, SIZE_MAX)
     static const num_field nums[] = {WAF_SIZE(max_uri, 8192, 16), WAF_SIZE(max_query, 8192, 0),
-                                     WAF_SIZE(max_header, 8192, 64)};
+                                     WAF_SIZE(max_header, 20480, 64)};
     sh_waf_conf *w = &cfg->waf;
     config_setting_t *s;
     scope sc, *ws;

@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,6 +268,9 @@ static int parse_target(sh_conn *c, sh_req *r)
         }
     }
     if (!host && r->host == NULL && r->http_minor >= 1) return bad(c, 400, "missing Host"), 400;
+    /* Clients never send a fragment; one that arrives would be cut by the
+     * origin client but kept in the cache key. */
+    if (memchr(t, '#', len)) return bad(c, 400, "fragment in request target"), 400;
     const char *q = memchr(t, '?', len);
     r->path = t;
     r->path_len = q ? (size_t)(q - t) : len;
@@ -391,10 +395,11 @@ static int on_message_complete(llhttp_t *p)
 
 static llhttp_settings_t parser_settings;
 
+static pthread_once_t settings_once = PTHREAD_ONCE_INIT;
+
+/* Every worker accepts concurrently: initialise the shared table once. */
 static void settings_init(void)
 {
-    static int done;
-    if (done) return;
     llhttp_settings_init(&parser_settings);
     parser_settings.on_message_begin = on_message_begin;
     parser_settings.on_url = on_url;
@@ -405,7 +410,6 @@ static void settings_init(void)
     parser_settings.on_headers_complete = on_headers_complete;
     parser_settings.on_body = on_body;
     parser_settings.on_message_complete = on_message_complete;
-    done = 1;
 }
 
 static void new_request_id(sh_conn *c)
@@ -803,7 +807,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 void sh_conn_accept(sh_worker *w, int fd, const struct sockaddr *sa, int salen,
                     const sh_listen_conf *lc)
 {
-    settings_init();
+    pthread_once(&settings_once, settings_init);
     if (w->nconns >= w->cfg->limits.max_connections || w->draining) {
         w->stats.connections_rejected++;
         close(fd);

@@ -127,31 +127,34 @@ static int param_is(const char *p, size_t n, const char *name)
     return n >= l && memcmp(p, name, l) == 0 && (n == l || p[l] == '=');
 }
 
-static int is_signing_param(const char *p, size_t n)
+/* The two signing families. Only the family whose signature is present is
+ * stripped: a presigned S3 URL may carry an own parameter named "Policy". */
+static const char *const cf_params[] = {"Expires", "Policy", "Signature", "Key-Pair-Id",
+                                        "Hash-Algorithm"};
+static const char *const amz_params[] = {"X-Amz-Algorithm",     "X-Amz-Credential",
+                                         "X-Amz-Date",          "X-Amz-Expires",
+                                         "X-Amz-SignedHeaders", "X-Amz-Signature",
+                                         "X-Amz-Security-Token"};
+
+static int in_family(const char *p, size_t n, const char *const *names, size_t count)
 {
-    static const char *const names[] = {"Expires",          "Policy",
-                                        "Signature",        "Key-Pair-Id",
-                                        "Hash-Algorithm",   "X-Amz-Algorithm",
-                                        "X-Amz-Credential", "X-Amz-Date",
-                                        "X-Amz-Expires",    "X-Amz-SignedHeaders",
-                                        "X-Amz-Signature",  "X-Amz-Security-Token"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+    for (size_t i = 0; i < count; i++)
         if (param_is(p, n, names[i])) return 1;
     return 0;
 }
 
 size_t sh_query_strip_signature(const char *q, size_t qlen, char *out)
 {
-    int signed_req = 0;
+    int cf = 0, amz = 0;
     for (size_t i = 0; i < qlen;) {
         size_t e = i;
         while (e < qlen && q[e] != '&')
             e++;
-        if (param_is(q + i, e - i, "Signature") || param_is(q + i, e - i, "X-Amz-Signature"))
-            signed_req = 1;
+        cf |= param_is(q + i, e - i, "Signature");
+        amz |= param_is(q + i, e - i, "X-Amz-Signature");
         i = e + 1;
     }
-    if (!signed_req) {
+    if (!cf && !amz) {
         memcpy(out, q, qlen);
         return qlen;
     }
@@ -160,7 +163,9 @@ size_t sh_query_strip_signature(const char *q, size_t qlen, char *out)
         size_t e = i;
         while (e < qlen && q[e] != '&')
             e++;
-        if (!is_signing_param(q + i, e - i) && e > i) {
+        int strip = (cf && in_family(q + i, e - i, cf_params, 5)) ||
+                    (amz && in_family(q + i, e - i, amz_params, 7));
+        if (!strip && e > i) {
             if (o) out[o++] = '&';
             memcpy(out + o, q + i, e - i);
             o += e - i;

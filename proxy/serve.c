@@ -32,9 +32,10 @@ static int cacheable_request(const sh_conn *c)
 {
     const sh_req *r = &c->req;
     if (!c->w->cache || !(r->method_bit & (SH_M_GET | SH_M_HEAD))) return 0;
-    /* Viewer credentials mean a per-viewer answer (RFC 9111 §3.5); they are
-     * never forwarded to S3 either, so there is nothing to share. */
-    if (sh_req_header(r, "Authorization")) return 0;
+    /* Viewer credentials mean a per-viewer answer (RFC 9111 §3.5), unless
+     * they were Shield's own to check: a verified SigV4 request reads the same
+     * bucket object as everyone else. */
+    if (sh_req_header(r, "Authorization") && !r->auth_verified) return 0;
     return 1;
 }
 

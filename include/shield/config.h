@@ -149,16 +149,16 @@ typedef struct sh_waf_conf {
     int enabled;             /* default true */
     unsigned methods;        /* SH_M_* allowed at all; default every known method */
     size_t max_uri;          /* path bytes, default 8192 */
-    size_t max_query;        /* query bytes, default 4096... */
-    size_t max_header;       /* one header value, default 8192 */
+    size_t max_query;        /* query bytes, default 8192 */
+    size_t max_header;       /* one header value, default 20480 (= the core's head limit) */
     int block_traversal;     /* "..", "%2e%2e" segments, default true */
-    int allow_encoded_slash; /* "%2F"/"%5C" in the path, default false */
+    int allow_encoded_slash; /* "%2F" in the path, default false */
 } sh_waf_conf;
 
 typedef enum { SH_VIEWER_ALLOW_ALL, SH_VIEWER_REDIRECT, SH_VIEWER_HTTPS_ONLY } sh_viewer_protocol;
 typedef enum { SH_SIGNED_NONE, SH_SIGNED_CLOUDFRONT, SH_SIGNED_SIGV4 } sh_signed_mode;
 
-/* CORS for a behavior (modules/headers.c). */
+/* CORS for a behavior (modules/cors.c). */
 typedef struct sh_cors_conf {
     int enabled;
     char **allow_origins; /* "*" or exact origins ("https://reader.example") */
@@ -166,7 +166,7 @@ typedef struct sh_cors_conf {
     char *allow_methods;  /* "GET, HEAD" */
     char *allow_headers;  /* "" = echo Access-Control-Request-Headers */
     char *expose_headers; /* "" = none */
-    int64_t max_age;      /* seconds, default 600; -1 = not sent */
+    int64_t max_age;      /* seconds, default 600 */
     int allow_credentials;
 } sh_cors_conf;
 
@@ -219,6 +219,9 @@ typedef struct sh_behavior_conf {
     char *origin_name;
     const sh_origin_conf *origin;          /* resolved from origin_name */
     unsigned allowed_methods;              /* SH_M_* bit set, default SH_M_DEFAULT */
+    unsigned cached_methods; /* GET|HEAD (default) or GET|HEAD|OPTIONS (CloudFront's
+                                CachedMethods): OPTIONS answers are then cached, keyed apart
+                                from GET's */
     int64_t min_ttl, default_ttl, max_ttl; /* seconds; defaults 0, 86400, 31536000 */
     char **forward_headers; /* viewer headers forwarded to the origin (and keyed on) */
     size_t nforward_headers;

@@ -90,6 +90,12 @@ typedef struct sh_req {
     const char *tls_cipher;   /* OpenSSL cipher name, NULL over plain HTTP */
     int local_port;           /* port of the listener the request arrived on */
 
+    /* (module) the AUTH phase verified a signature Shield itself checks (SigV4
+     * with Shield's mirror keys, CloudFront signed URL/cookies): the viewer's
+     * Authorization header then carries no per-user meaning and the answer is
+     * shared through the cache like any other. */
+    int auth_verified;
+
     /* routing (module) */
     const sh_behavior_conf *behavior; /* set by ROUTE */
     char *origin_path;                /* (module) path sent to the origin, without query (the core

@@ -1037,7 +1037,9 @@ def test_replaced_object_stays_intact_for_its_slow_reader(shield, origin):
 # ---- keys --------------------------------------------------------------------------------
 
 def test_keys_are_exact_path_bytes(shield, origin):
-    sh = start(shield, origin)
+    # The input rules would refuse "/a/./b" (test_waf.py); here the cache must
+    # key whatever reaches it byte for byte.
+    sh = start(shield, origin, waf={'block_traversal': False})
     paths = ['/A', '/a', '/a//b', '/a/b', '/a/b/', '/%41', '/a/./b']
     for p in paths:
         assert_miss(get(sh.port, p), f'origin:{p}'.encode())

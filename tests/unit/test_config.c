@@ -537,7 +537,8 @@ static void test_err_origins(void **state)
                   "\"b\";\n"
                   "    region = \"r\"; credentials = \"env\"; },\n"
                   "  { type = \"gopher\"; endpoint = \"http://x\"; credentials = \"key\"; },\n"
-                  "  { name = \"\"; type = \"s3\"; bucket = \"\"; credentials = \"env\";\n"
+                  "  { name = \"\"; type = \"s3\"; bucket = \"\"; path_style = false; "
+                  "credentials = \"env\";\n"
                   "    credentials_file = \"/f\"; credentials_profile = \"p\"; } );\n" CATCHALL,
                   "t.conf:3: origin \"books\": endpoint \"ftp://x\": expected an http:// or "
                   "https:// URL\n"
@@ -559,7 +560,7 @@ static void test_err_origins(void **state)
                   "\"imds\" or \"none\"\n"
                   "t.conf:8: origins[3]: name must not be empty\n"
                   "t.conf:8: missing required setting \"endpoint\" in origins[3]\n"
-                  "t.conf:8: origins[3]: bucket must not be empty\n"
+                  "t.conf:8: origins[3]: bucket may only be empty with path_style = true\n"
                   "t.conf:9: origins[3]: credentials_file is only valid with credentials = "
                   "\"file\"\n"
                   "t.conf:9: origins[3]: credentials_profile is only valid with credentials = "
