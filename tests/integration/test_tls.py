@@ -250,8 +250,9 @@ def test_no_client_renegotiation(tshield):
 def test_no_early_data(tshield, tmp_path):
     sess, early = tmp_path / 'sess.pem', tmp_path / 'early.txt'
     early.write_bytes(b'GET /x HTTP/1.1\r\nHost: x\r\n\r\n')
-    p = subprocess.Popen(['openssl', 's_client', '-tls1_3', '-sess_out', str(sess), '-connect',
-                          f'127.0.0.1:{tshield.tls_port}'], stdin=subprocess.PIPE,
+    # -ign_eof: stay until the server closes, so the ticket is read and saved.
+    p = subprocess.Popen(['openssl', 's_client', '-tls1_3', '-ign_eof', '-sess_out', str(sess),
+                          '-connect', f'127.0.0.1:{tshield.tls_port}'], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     # The ticket arrives after the handshake: ask for something so it is read.
     p.communicate(b'GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', timeout=20)
