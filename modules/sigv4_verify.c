@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "shield/alloc.h"
+#include "shield/sbuf.h"
 #include "shield/sigv4_sign.h"
 
 static const struct {
@@ -50,74 +51,10 @@ static sigv4_err fail(sigv4_err e, const char **msg, const char *m)
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
-/* A growable string (the same shape as sigv4_sign.c's, which is private there). */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        b->p = sh_realloc(b->p, cap);
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_adds(sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
-static void sb_addc(sbuf *b, char c)
-{
-    sb_add(b, &c, 1);
-}
-
+/* Optional whitespace around Authorization parameters (RFC 9110 OWS). */
 static int is_ws(char c)
 {
     return c == ' ' || c == '\t';
-}
-
-/* AWS Trimall: strip both ends, fold inner whitespace runs into one space
- * (duplicated from sigv4_sign.c, where it is static; tabs count as botocore's
- * str.split() counts them). */
-static void sb_add_trimmed(sbuf *b, const char *v, size_t n)
-{
-    size_t i = 0;
-    int pending = 0;
-    while (i < n && (is_ws(v[i]) || v[i] == '\r' || v[i] == '\n' || v[i] == '\v' || v[i] == '\f'))
-        i++;
-    for (; i < n; i++) {
-        char c = v[i];
-        if (is_ws(c) || c == '\r' || c == '\n' || c == '\v' || c == '\f') {
-            pending = 1;
-            continue;
-        }
-        if (pending) sb_addc(b, ' ');
-        pending = 0;
-        sb_addc(b, c);
-    }
-}
-
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-static int unreserved(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '_' || c == '.' || c == '~';
 }
 
 /*
@@ -130,10 +67,10 @@ static long pct_decode(const char *s, size_t n, char *out, size_t cap)
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '%' && i + 2 < n && hexval((unsigned char)s[i + 1]) >= 0 &&
-            hexval((unsigned char)s[i + 2]) >= 0) {
-            c = (unsigned char)(hexval((unsigned char)s[i + 1]) * 16 +
-                                hexval((unsigned char)s[i + 2]));
+        if (c == '%' && i + 2 < n && sigv4_hexval((unsigned char)s[i + 1]) >= 0 &&
+            sigv4_hexval((unsigned char)s[i + 2]) >= 0) {
+            c = (unsigned char)(sigv4_hexval((unsigned char)s[i + 1]) * 16 +
+                                sigv4_hexval((unsigned char)s[i + 2]));
             i += 2;
         }
         if (c == '\0' || o >= cap) return -1;
@@ -200,15 +137,15 @@ static int uri_is_canonical(const char *s, size_t n, int allow_slash)
     static const char hex[] = "0123456789ABCDEF";
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (unreserved(c) || (allow_slash && c == '/')) continue;
+        if (sigv4_unreserved(c) || (allow_slash && c == '/')) continue;
         if (c != '%' || i + 2 >= n) return 0;
-        int hi = hexval((unsigned char)s[i + 1]), lo = hexval((unsigned char)s[i + 2]);
+        int hi = sigv4_hexval((unsigned char)s[i + 1]), lo = sigv4_hexval((unsigned char)s[i + 2]);
         if (hi < 0 || lo < 0) return 0;
         unsigned char dc = (unsigned char)(hi * 16 + lo);
         /* The one spelling UriEncode produces: upper-case hex, and only for a
          * byte that must be encoded ("%41" is "A", "%2F" in a path is '/'). */
         if (s[i + 1] != hex[dc >> 4] || s[i + 2] != hex[dc & 15]) return 0;
-        if (unreserved(dc) || (allow_slash && dc == '/')) return 0;
+        if (sigv4_unreserved(dc) || (allow_slash && dc == '/')) return 0;
         i += 2;
     }
     return 1;
@@ -221,7 +158,8 @@ int sigv4_path_is_canonical(const char *path, size_t len)
      * C code downstream would cut it. */
     for (size_t i = 0; i + 2 < len; i++) {
         if (path[i] != '%') continue;
-        int v = hexval((unsigned char)path[i + 1]) * 16 + hexval((unsigned char)path[i + 2]);
+        int v = sigv4_hexval((unsigned char)path[i + 1]) * 16 +
+                sigv4_hexval((unsigned char)path[i + 2]);
         if (v < 0x20 || v == 0x7f) return 0;
         i += 2;
     }
@@ -493,14 +431,14 @@ char *sigv4_verify_canonical_request(const sigv4_request *rq, const sigv4_auth *
             /* The host the core keys and routes on, which for an absolute-form
              * target is its authority rather than a Host header. */
             if (!rq->host) goto missing;
-            sb_add_trimmed(&b, rq->host, rq->host_len);
+            sigv4_add_trimmed(&b, rq->host, rq->host_len);
         } else {
             size_t found = 0;
             for (size_t i = 0; i < rq->nheaders; i++) {
                 const sh_header *h = &rq->headers[i];
                 if (h->name_len != l || strncasecmp(h->name, p, l) != 0) continue;
                 if (found++) sb_addc(&b, ',');
-                sb_add_trimmed(&b, h->value, h->value_len);
+                sigv4_add_trimmed(&b, h->value, h->value_len);
             }
             if (!found) goto missing;
         }

@@ -19,18 +19,9 @@
 
 #include "config_int.h"
 #include "shield/alloc.h"
+#include "shield/tls.h"
 
 #define SEC(n) ((uint64_t)(n)*SEC_MS)
-
-static const char *ssl_err(void)
-{
-    static __thread char buf[256];
-    unsigned long e = ERR_get_error();
-    if (!e) return "unknown error";
-    ERR_error_string_n(e, buf, sizeof buf);
-    ERR_clear_error();
-    return buf;
-}
 
 /* One of a fixed set of words; index or -1 (reported). absent => *out untouched. */
 static int get_enum(scope *sc, const char *key, const char *const *words, int *out)
@@ -89,7 +80,7 @@ static void check_cert(scope *el, sh_tls_cert_conf *c)
     if (!ctx) return;
     if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1)
         cfg_err_at(el->ld, cfg_member(el, "cert"), "%scert \"%s\": %s", el->prefix, c->cert,
-                   ssl_err());
+                   sh_ssl_error());
     else if (SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) != 1 ||
              SSL_CTX_check_private_key(ctx) != 1) {
         /* The common mistake gets words, not an OpenSSL error code. */
@@ -100,7 +91,7 @@ static void check_cert(scope *el, sh_tls_cert_conf *c)
                        c->key, c->cert);
         } else {
             cfg_err_at(el->ld, cfg_member(el, "key"), "%skey \"%s\": %s", el->prefix, c->key,
-                       ssl_err());
+                       sh_ssl_error());
         }
     }
     SSL_CTX_free(ctx);
@@ -194,7 +185,7 @@ static void *load_public_key(scope *el, const char *path)
     if (!k) {
         cfg_err_at(el->ld, cfg_member(el, "public_key"),
                    "%spublic_key \"%s\": not a PEM public key (BEGIN PUBLIC KEY): %s", el->prefix,
-                   path, ssl_err());
+                   path, sh_ssl_error());
         return NULL;
     }
     int ok = EVP_PKEY_base_id(k) == EVP_PKEY_RSA;

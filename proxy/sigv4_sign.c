@@ -1,5 +1,6 @@
 #include "shield/sigv4_sign.h"
 #include "shield/alloc.h"
+#include "shield/sbuf.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -8,50 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-/* A growable NUL-terminated string; all strings here are small (one request). */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf;
-
-static void sb_grow(sbuf *b, size_t extra)
-{
-    if (b->len + extra + 1 <= b->cap) return;
-    size_t cap = b->cap ? b->cap : 128;
-    while (cap < b->len + extra + 1)
-        cap *= 2;
-    b->p = sh_realloc(b->p, cap);
-    b->cap = cap;
-}
-
-static void sb_add(sbuf *b, const char *s, size_t n)
-{
-    sb_grow(b, n);
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_adds(sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
-static void sb_addc(sbuf *b, char c)
-{
-    sb_add(b, &c, 1);
-}
-
-static char *sb_take(sbuf *b)
-{
-    if (!b->p) return sh_strdup("");
-    char *p = b->p;
-    b->p = NULL;
-    b->len = b->cap = 0;
-    return p;
-}
-
-static int hexval(unsigned char c)
+int sigv4_hexval(unsigned char c)
 {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -59,7 +17,7 @@ static int hexval(unsigned char c)
     return -1;
 }
 
-static int unreserved(unsigned char c)
+int sigv4_unreserved(unsigned char c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
            c == '_' || c == '.' || c == '~';
@@ -75,13 +33,13 @@ static void uri_recode(sbuf *b, const char *s, size_t n, int keep_slash)
     static const char hex[] = "0123456789ABCDEF";
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '%' && i + 2 < n && hexval((unsigned char)s[i + 1]) >= 0 &&
-            hexval((unsigned char)s[i + 2]) >= 0) {
-            c = (unsigned char)(hexval((unsigned char)s[i + 1]) * 16 +
-                                hexval((unsigned char)s[i + 2]));
+        if (c == '%' && i + 2 < n && sigv4_hexval((unsigned char)s[i + 1]) >= 0 &&
+            sigv4_hexval((unsigned char)s[i + 2]) >= 0) {
+            c = (unsigned char)(sigv4_hexval((unsigned char)s[i + 1]) * 16 +
+                                sigv4_hexval((unsigned char)s[i + 2]));
             i += 2;
         }
-        if (unreserved(c) || (keep_slash && c == '/')) {
+        if (sigv4_unreserved(c) || (keep_slash && c == '/')) {
             sb_addc(b, (char)c);
         } else {
             char e[3] = {'%', hex[c >> 4], hex[c & 15]};
@@ -200,7 +158,7 @@ static int is_ws(char c)
 }
 
 /* Trimall: strip both ends and fold inner whitespace runs into one space. */
-static void add_trimmed(sbuf *b, const char *v, size_t n)
+void sigv4_add_trimmed(sbuf *b, const char *v, size_t n)
 {
     size_t i = 0;
     int pending_space = 0;
@@ -252,7 +210,7 @@ char *sigv4_canonical_request(const sigv4_input *in, const char *skip_query, cha
             if (sh.len) sb_addc(&sh, ';');
             sb_adds(&sh, h[i].name);
         }
-        add_trimmed(&b, h[i].value, h[i].value_len);
+        sigv4_add_trimmed(&b, h[i].value, h[i].value_len);
     }
     for (size_t i = 0; i < in->nheaders; i++)
         sh_free(h[i].name);

@@ -61,7 +61,7 @@ static ticket_key tickets[NTICKET_KEYS];
 static size_t nticket_keys;
 static time_t ticket_rotate_s = 3600;
 
-static const char *ssl_error(void)
+const char *sh_ssl_error(void)
 {
     static __thread char buf[256];
     unsigned long e = ERR_get_error();
@@ -225,7 +225,7 @@ static SSL_CTX *new_ctx(const sh_config *cfg, const sh_tls_cert_conf *cc, char *
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
-        snprintf(err, errlen, "SSL_CTX_new: %s", ssl_error());
+        snprintf(err, errlen, "SSL_CTX_new: %s", sh_ssl_error());
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -244,7 +244,7 @@ static SSL_CTX *new_ctx(const sh_config *cfg, const sh_tls_cert_conf *cc, char *
     if (SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1 ||
         SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) != 1 ||
         SSL_CTX_set1_groups_list(ctx, TLS_GROUPS) != 1) {
-        snprintf(err, errlen, "TLS policy: %s", ssl_error());
+        snprintf(err, errlen, "TLS policy: %s", sh_ssl_error());
         goto fail;
     }
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"shield", 6);
@@ -254,12 +254,12 @@ static SSL_CTX *new_ctx(const sh_config *cfg, const sh_tls_cert_conf *cc, char *
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
     if (SSL_CTX_use_certificate_chain_file(ctx, cc->cert) != 1) {
-        snprintf(err, errlen, "certificate %s: %s", cc->cert, ssl_error());
+        snprintf(err, errlen, "certificate %s: %s", cc->cert, sh_ssl_error());
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, cc->key, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
-        snprintf(err, errlen, "key %s: %s", cc->key, ssl_error());
+        snprintf(err, errlen, "key %s: %s", cc->key, sh_ssl_error());
         goto fail;
     }
     return ctx;

@@ -88,4 +88,14 @@ void sigv4_signature(const unsigned char key[32], const char *amz_date, const ch
 char *sigv4_authorization(const sigv4_input *in, const char *access_key, const char *secret_key,
                           const char *region, const char *service, const char *amz_date);
 
+/* Shared with the verifier (modules/sigv4_verify.c), so both sides
+ * canonicalise with the same code. */
+struct sbuf;
+/* Value of a hex digit, -1 if c is not one. */
+int sigv4_hexval(unsigned char c);
+/* RFC 3986 unreserved: A-Z a-z 0-9 - . _ ~ */
+int sigv4_unreserved(unsigned char c);
+/* AWS Trimall: strip both ends, fold inner whitespace runs into one space. */
+void sigv4_add_trimmed(struct sbuf *b, const char *v, size_t n);
+
 #endif

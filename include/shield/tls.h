@@ -38,6 +38,10 @@ void sh_tls_fini(void);
  * CN), lower-cased, joined by spaces into buf. Returns the number of names. */
 size_t sh_tls_cert_names(X509 *cert, char *buf, size_t buflen);
 
+/* The oldest queued OpenSSL error as text (thread-local buffer), and clear
+ * the queue; "unknown OpenSSL error" when it is empty. */
+const char *sh_ssl_error(void);
+
 /* Does an SNI name match a certificate name ("*.example.com" covers exactly
  * one label)? Case-insensitive. */
 int sh_tls_name_match(const char *pattern, const char *name);
