@@ -104,6 +104,8 @@ typedef struct sh_conn {
     int multipart, part_started, body_done;
     char boundary[32];
 
+    struct pass_z *pz; /* pass.c: compressing this pass's body, or NULL */
+
     char *gen_body; /* generated response body */
     size_t gen_body_len;
 } sh_conn;
@@ -124,6 +126,8 @@ void conn_send_generated(sh_conn *c);
 
 /* pass.c: fetch from the origin and stream, nothing stored. */
 void conn_pass_start(sh_conn *c);
+/* Drop the pass's compression state, if any (the request is finished). */
+void conn_pass_release(sh_conn *c);
 /* Build the origin request for the current request (shared with fills).
  * strip_validators drops Range and conditionals (a fill fetches the whole object). */
 void conn_origin_request(sh_conn *c, origin_request *oreq, sh_hdrlist *hl, char **pq,

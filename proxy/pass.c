@@ -1,4 +1,8 @@
-/* Streaming straight from the origin: requests the cache does not handle. */
+/*
+ * Streaming straight from the origin: requests the cache does not handle.
+ * A compressible answer to a viewer that accepts gzip/br is compressed on the
+ * way (shield/compress.h), piece by piece as the origin's bytes arrive.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,8 +10,69 @@
 
 #include "conn_int.h"
 #include "shield/alloc.h"
+#include "shield/compress.h"
 #include "shield/forward.h"
 #include "shield/log.h"
+
+/* ---- compression ---------------------------------------------------------- */
+
+/* The compressor of a pass (c->pz). Freed by conn_pass_release(), which
+ * serve.c calls whenever a request's state goes (finish, abort, close). */
+typedef struct pass_z {
+    sh_compressor *z;
+    struct evbuffer *tmp; /* one origin read's output, framed as one chunk */
+} pass_z;
+
+static pass_z *pass_z_of(const sh_conn *c)
+{
+    return c->pz;
+}
+
+void conn_pass_release(sh_conn *c)
+{
+    pass_z *p = c->pz;
+    if (!p) return;
+    c->pz = NULL;
+    sh_compressor_free(p->z);
+    evbuffer_free(p->tmp);
+    sh_free(p);
+}
+
+static int pass_sink(void *ud, const char *data, size_t len)
+{
+    return evbuffer_add(ud, data, len);
+}
+
+/* Queue what the compressor produced, as one chunk for a chunked viewer. */
+static void pass_z_flush(sh_conn *c, pass_z *p)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t n = evbuffer_get_length(p->tmp);
+    if (n == 0) return;
+    if (c->chunked_out) evbuffer_add_printf(out, "%zx\r\n", n);
+    evbuffer_add_buffer(out, p->tmp);
+    if (c->chunked_out) evbuffer_add(out, "\r\n", 2);
+}
+
+/* Decide on the response head whether this pass is compressed; rewrite the head if so. */
+static void pass_z_start(sh_conn *c, int status)
+{
+    sh_req *r = &c->req;
+    sh_encoding e = sh_compress_negotiate(r);
+    if (e == SH_ENC_IDENTITY ||
+        !sh_compress_response_ok(status, &r->resp.headers, r->resp.content_length))
+        return;
+    if (r->method_bit != SH_M_HEAD) { /* a HEAD answer only needs the head */
+        sh_compressor *z = sh_compressor_new(e, r->resp.content_length);
+        if (!z) return;
+        pass_z *p = sh_calloc(1, sizeof(*p));
+        p->z = z;
+        p->tmp = evbuffer_new();
+        c->pz = p;
+    }
+    sh_compress_apply_headers(&r->resp.headers, e);
+    r->resp.content_length = -1;
+}
 
 /* ---- origin fetch ------------------------------------------------------- */
 
@@ -18,6 +83,7 @@ static void origin_on_response(void *ud, int status, const sh_header *h, size_t 
     sh_hdrlist_clear(&r->resp.headers);
     r->resp.status = status;
     sh_forward_response_headers(r, h, n, &r->resp);
+    pass_z_start(c, status);
     r->result_type = "Miss";
     conn_add_core_headers(c, &r->resp, "Miss");
     conn_run_response_phase(c);
@@ -34,6 +100,19 @@ static int origin_on_body(void *ud, const char *data, size_t len)
         c->origin_paused = 1;
         return ORIGIN_BODY_PAUSE;
     }
+    pass_z *p = pass_z_of(c);
+    if (p) {
+        if (sh_compressor_feed(p->z, data, len, pass_sink, p->tmp) != 0) {
+            /* Cannot happen short of a library failure: the viewer must see a cut. */
+            sh_log(SH_LOG_ERROR, "pass: compression failed (request %s)", c->req.request_id);
+            origin_fetch_cancel(c->fetch);
+            c->fetch = NULL;
+            conn_abort(c, "compression failed");
+            return ORIGIN_BODY_OK;
+        }
+        pass_z_flush(c, p);
+        return ORIGIN_BODY_OK;
+    }
     if (c->chunked_out) evbuffer_add_printf(out, "%zx\r\n", len);
     evbuffer_add(out, data, len);
     if (c->chunked_out) evbuffer_add(out, "\r\n", 2);
@@ -46,6 +125,16 @@ static void origin_on_done(void *ud, origin_result res, const char *detail)
     sh_req *r = &c->req;
     c->fetch = NULL;
     c->origin_paused = 0;
+    pass_z *p = pass_z_of(c);
+    if (res == ORIGIN_OK && p) {
+        if (sh_compressor_finish(p->z, pass_sink, p->tmp) != 0) {
+            sh_log(SH_LOG_ERROR, "pass: compression failed (request %s)", r->request_id);
+            conn_abort(c, "compression failed");
+            return;
+        }
+        pass_z_flush(c, p);
+    }
+    conn_pass_release(c);
     if (res == ORIGIN_OK) {
         if (c->chunked_out && r->method_bit != SH_M_HEAD)
             evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);

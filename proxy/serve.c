@@ -15,6 +15,7 @@
 #include "conn_int.h"
 #include "shield/cache_persist.h"
 #include "shield/alloc.h"
+#include "shield/compress.h"
 #include "shield/forward.h"
 #include "shield/log.h"
 
@@ -310,7 +311,9 @@ static void serve_notify(cache_waiter *wt, unsigned ev)
 /* Revalidate an expired copy rather than refetch it. */
 static void add_validators(const cache_obj *stale, sh_hdrlist *hl, origin_request *oreq)
 {
-    if (stale->etag) sh_hdrlist_adds(hl, "If-None-Match", stale->etag);
+    if (stale->etag) /* compression: a variant stores W/"x", the origin knows "x" */
+        sh_hdrlist_adds(hl, "If-None-Match",
+                        sh_compress_origin_etag(stale->key, stale->keylen, stale->etag));
     if (stale->last_modified >= 0) {
         char d[32];
         sh_http_date(stale->last_modified, d);
@@ -357,6 +360,8 @@ void conn_serve(sh_conn *c)
     size_t keylen;
     char *key = sh_cache_key(r->host ? r->host : "", r->host_len, path, plen, r->query,
                              r->query_len, b, r->headers, r->nheaders, &keylen);
+    /* compression: br, gzip and identity answers are separate objects */
+    key = sh_compress_key_variant(key, &keylen, sh_compress_negotiate(r));
     int get = r->method_bit == SH_M_GET;
     cache_obj *o = NULL, *refresh = NULL;
     cache_lookup_rc rc = sh_cache_lookup(c->w->cache, key, keylen, time(NULL), get, &o, &refresh);
@@ -427,6 +432,7 @@ void conn_serve_writable(sh_conn *c)
 void conn_serve_release(sh_conn *c)
 {
     cache_obj *o = c->obj;
+    conn_pass_release(c);
     if (c->freq) {
         cache_file_req_release(c->freq);
         c->freq = NULL;

@@ -7,6 +7,13 @@
  * Verification before an object is published as COMPLETE: the length must
  * match Content-Length (curl already fails a short body) and, when the ETag
  * is a plain MD5 (S3 single-part objects), the MD5 of the bytes.
+ *
+ * Compression (shield/compress.h): an object whose key is a gzip/br variant
+ * and whose response is compressible is filled with the compressed stream,
+ * compressed piece by piece as the origin's bytes arrive. Its size is unknown
+ * until the end, so the filling object keeps size -1 (its readers frame the
+ * body as chunked) and, once complete, the index gets a copy that knows its
+ * size (publish_compressed). The checks above apply to the origin's bytes.
  */
 #include <openssl/evp.h>
 #include <string.h>
@@ -15,6 +22,7 @@
 #include "shield/alloc.h"
 #include "shield/cache.h"
 #include "shield/cache_persist.h"
+#include "shield/compress.h"
 #include "shield/forward.h"
 #include "shield/log.h"
 #include "shield/module.h"
@@ -37,6 +45,12 @@ typedef struct cache_fill {
     int64_t consumed;
     size_t released;
     size_t chunks_cap;
+    int64_t wr;      /* body bytes written to the object (published as avail) */
+    int64_t out_cap; /* bytes the chunk slots of a storable object may hold */
+    /* compression: the key's variant, and the stream when the response is compressed */
+    sh_encoding enc;
+    sh_compressor *z;
+    int64_t in_size, in_got; /* the origin's Content-Length and body bytes received */
 } cache_fill;
 
 static void fill_free(cache_fill *f)
@@ -49,6 +63,7 @@ static void fill_free(cache_fill *f)
     if (f->next) f->next->prev = f->prev;
     w->nfills--;
     if (f->md5) EVP_MD_CTX_free(f->md5);
+    sh_compressor_free(f->z);
     f->o->fill = NULL;
     cache_obj_unref(f->o);
     sh_free(f);
@@ -72,6 +87,22 @@ static void fill_fail(cache_fill *f, cache_fail why)
     atomic_store(&o->state, CACHE_OBJ_FAILED);
     cache_wake_all_locked(o, CACHE_EV_FAIL);
     pthread_mutex_unlock(&o->lock);
+}
+
+/*
+ * A 304 for a variant Shield compressed carries the identity response's
+ * metadata (a strong ETag, maybe Vary or Accept-Ranges): the stored head must
+ * go on describing the compressed bytes. Shield's own rewrite left a weak or
+ * no ETag; a strong one means the origin encoded the body itself.
+ */
+static void keep_compressed_head(const cache_fill *f, const cache_obj *s, cache_obj *o)
+{
+    if (f->enc == SH_ENC_IDENTITY) return;
+    const sh_header *ce = sh_hdrlist_get(&s->headers, "Content-Encoding");
+    const sh_header *et = sh_hdrlist_get(&s->headers, "ETag");
+    if (!ce || !sh_hdr_is(ce->value, ce->value_len, sh_encoding_name(f->enc))) return;
+    if (et && !(et->value_len >= 2 && et->value[0] == 'W' && et->value[1] == '/')) return;
+    sh_compress_apply_headers(&o->headers, f->enc);
 }
 
 /*
@@ -102,6 +133,7 @@ static void refresh_from_stale(cache_fill *f, const sh_header *h, size_t n, int6
         sh_hdrlist_add(&o->headers, upd.headers.v[i].name, upd.headers.v[i].name_len,
                        upd.headers.v[i].value, upd.headers.v[i].value_len);
     sh_hdrlist_clear(&upd.headers);
+    keep_compressed_head(f, s, o);
 
     cache_policy pol;
     cache_policy_eval(f->b, s->status, o->headers.v, o->headers.n, 0, now, &pol);
@@ -136,6 +168,7 @@ static void on_response(void *ud, int status, const sh_header *h, size_t n)
     sh_req fake = {.behavior = f->b};
     sh_resp resp = {0};
 
+    f->enc = sh_compress_key_encoding(o->key, o->keylen);
     if (o->stale && status == 304) {
         refresh_from_stale(f, h, n, now);
         return;
@@ -152,19 +185,38 @@ static void on_response(void *ud, int status, const sh_header *h, size_t n)
     sh_forward_response_headers(&fake, h, n, &resp);
     cache_policy pol;
     cache_policy_eval(f->b, status, h, n, 0, now, &pol);
+    if (f->enc != SH_ENC_IDENTITY &&
+        sh_compress_response_ok(status, &resp.headers, resp.content_length))
+        f->z = sh_compressor_new(f->enc, resp.content_length);
+    if (f->z) {
+        sh_compress_apply_headers(&resp.headers, f->enc);
+        f->in_size = resp.content_length;
+        resp.content_length = -1;
+    }
     o->status = status;
     o->headers = resp.headers;
     o->size = resp.content_length;
-    if (pol.etag) {
+    if (f->z) { /* the rewritten (weak) tag describes the compressed bytes */
+        const sh_header *et = sh_hdrlist_get(&o->headers, "ETag");
+        o->etag = et ? sh_strndup(et->value, et->value_len) : NULL;
+    } else if (pol.etag) {
         o->etag = sh_strndup(pol.etag, pol.etag_len);
     }
     o->last_modified = pol.last_modified;
     o->initial_age = pol.initial_age;
     cache_fresh_info_init(&o->fresh, &pol, now);
 
-    f->storable = pol.cacheable && !pol.vary_unforwarded && o->size >= 0 &&
-                  (uint64_t)o->size <= cfg->cache.max_object_size;
-    if (f->storable) {
+    int64_t body = f->z ? f->in_size : o->size;
+    f->storable = pol.cacheable && !pol.vary_unforwarded && body >= 0 &&
+                  (uint64_t)body <= cfg->cache.max_object_size;
+    if (f->storable && f->z) {
+        /* Slots for the worst case; the memory tier is charged with the real
+         * size once it is known (publish_compressed). */
+        f->out_cap = (int64_t)sh_compress_bound(f->enc, (uint64_t)f->in_size);
+        o->nchunks = (size_t)((f->out_cap + CACHE_CHUNK_SIZE - 1) / CACHE_CHUNK_SIZE);
+        o->chunks = sh_calloc(o->nchunks, sizeof(*o->chunks));
+    } else if (f->storable) {
+        f->out_cap = o->size;
         o->nchunks = (size_t)((o->size + CACHE_CHUNK_SIZE - 1) / CACHE_CHUNK_SIZE);
         o->chunks = sh_calloc(o->nchunks ? o->nchunks : 1, sizeof(*o->chunks));
         /* Too big for memory can still be stored on disk: memory is lent to
@@ -179,7 +231,8 @@ static void on_response(void *ud, int status, const sh_header *h, size_t n)
         f->chunks_cap = 4;
         o->chunks = sh_calloc(f->chunks_cap, sizeof(*o->chunks));
         atomic_fetch_add(&sh_cache_stats(o->cache)->passes, 1);
-    } else if (o->etag && cache_etag_is_plain_md5(o->etag, strlen(o->etag), f->want_md5)) {
+    } else if (pol.etag && cache_etag_is_plain_md5(pol.etag, pol.etag_len, f->want_md5)) {
+        /* The origin's tag is the MD5 of the bytes it sends, compressed or not here. */
         f->md5 = EVP_MD_CTX_new();
         EVP_DigestInit_ex(f->md5, EVP_md5(), NULL);
     }
@@ -207,23 +260,15 @@ static void on_response(void *ud, int status, const sh_header *h, size_t n)
     }
 }
 
-static int on_body(void *ud, const char *data, size_t len)
+/* Append body bytes at f->wr, allocating chunks as needed. -1 if a storable
+ * object's slots are full (a compressor exceeding its bound: a bug, never UB). */
+static int fill_append(cache_fill *f, const char *data, size_t len)
 {
-    cache_fill *f = ud;
     cache_obj *o = f->o;
-    int64_t avail = atomic_load_explicit(&o->avail, memory_order_relaxed);
-    if (o->refreshed) return ORIGIN_BODY_OK; /* a 304 has no body */
-
-    if (o->pass && avail - f->consumed >= PASS_WINDOW) {
-        f->paused = 1;
-        return ORIGIN_BODY_PAUSE;
-    }
-    if (!o->pass && avail + (int64_t)len > o->size)
-        len = (size_t)(o->size - avail); /* never past Content-Length */
-    if (f->md5) EVP_DigestUpdate(f->md5, data, len);
     while (len) {
-        size_t idx = (size_t)(avail / CACHE_CHUNK_SIZE);
-        size_t off = (size_t)(avail % CACHE_CHUNK_SIZE);
+        if (!o->pass && f->wr >= f->out_cap) return -1;
+        size_t idx = (size_t)(f->wr / CACHE_CHUNK_SIZE);
+        size_t off = (size_t)(f->wr % CACHE_CHUNK_SIZE);
         if (o->pass && idx >= f->chunks_cap) {
             /* Only this worker reads a pass object, so growing is safe. */
             size_t cap = f->chunks_cap * 2;
@@ -235,8 +280,8 @@ static int on_body(void *ud, const char *data, size_t len)
         }
         if (!o->chunks[idx]) {
             uint32_t cap = CACHE_CHUNK_SIZE;
-            if (!o->pass && o->size - (int64_t)idx * CACHE_CHUNK_SIZE < CACHE_CHUNK_SIZE)
-                cap = (uint32_t)(o->size - (int64_t)idx * CACHE_CHUNK_SIZE);
+            if (!o->pass && f->out_cap - (int64_t)idx * CACHE_CHUNK_SIZE < CACHE_CHUNK_SIZE)
+                cap = (uint32_t)(f->out_cap - (int64_t)idx * CACHE_CHUNK_SIZE);
             o->chunks[idx] = cache_chunk_new(cap);
             if (o->pass && idx + 1 > o->nchunks) o->nchunks = idx + 1;
         }
@@ -245,14 +290,59 @@ static int on_body(void *ud, const char *data, size_t len)
         memcpy(o->chunks[idx]->data + off, data, n);
         data += n;
         len -= n;
-        avail += (int64_t)n;
-        atomic_fetch_add_explicit(&sh_cache_stats(o->cache)->bytes_from_origin, n,
-                                  memory_order_relaxed);
+        f->wr += (int64_t)n;
     }
-    atomic_store_explicit(&o->avail, avail, memory_order_release);
+    return 0;
+}
+
+static int fill_sink(void *ud, const char *data, size_t len)
+{
+    return fill_append(ud, data, len);
+}
+
+/* Make the bytes written so far readable and tell the readers. */
+static void fill_publish(cache_fill *f)
+{
+    cache_obj *o = f->o;
+    if (atomic_load_explicit(&o->avail, memory_order_relaxed) == f->wr) return;
+    atomic_store_explicit(&o->avail, f->wr, memory_order_release);
     pthread_mutex_lock(&o->lock);
     cache_wake_all_locked(o, CACHE_EV_DATA);
     pthread_mutex_unlock(&o->lock);
+}
+
+/* The compressor failed (or outgrew its bound): readers that have the head are
+ * aborted like on an origin read error, and nothing is stored. */
+static int fill_broken(cache_fill *f)
+{
+    sh_log(SH_LOG_ERROR, "fill: %s compression failed: not stored", sh_encoding_name(f->enc));
+    origin_fetch_cancel(f->fetch);
+    f->fetch = NULL;
+    fill_fail(f, CACHE_FAIL_ORIGIN_READ);
+    fill_free(f);
+    return ORIGIN_BODY_OK;
+}
+
+static int on_body(void *ud, const char *data, size_t len)
+{
+    cache_fill *f = ud;
+    cache_obj *o = f->o;
+    if (o->refreshed) return ORIGIN_BODY_OK; /* a 304 has no body */
+
+    if (o->pass && f->wr - f->consumed >= PASS_WINDOW) {
+        f->paused = 1;
+        return ORIGIN_BODY_PAUSE;
+    }
+    int64_t want = f->z ? f->in_size : o->size;
+    if (!o->pass && f->in_got + (int64_t)len > want)
+        len = (size_t)(want - f->in_got); /* never past Content-Length */
+    if (f->md5) EVP_DigestUpdate(f->md5, data, len);
+    f->in_got += (int64_t)len;
+    atomic_fetch_add_explicit(&sh_cache_stats(o->cache)->bytes_from_origin, len,
+                              memory_order_relaxed);
+    int rc = f->z ? sh_compressor_feed(f->z, data, len, fill_sink, f) : fill_append(f, data, len);
+    if (rc != 0) return fill_broken(f);
+    fill_publish(f);
     return ORIGIN_BODY_OK;
 }
 
@@ -270,6 +360,54 @@ static cache_fail fail_of(origin_result r, int head)
     }
 }
 
+/*
+ * A compressed fill is complete: its object keeps size -1, because readers on
+ * other workers find the end of the body by that while it fills. The index
+ * gets a copy that knows its size instead — the same chunks, the last one
+ * trimmed to what was used — charged to the memory tier now and written to the
+ * disk tier like any other object.
+ */
+static void publish_compressed(cache_fill *f)
+{
+    cache_obj *o = f->o;
+    sh_cache *c = o->cache;
+    if (!o->in_index || f->wr <= 0) return;
+    /* cache_obj_new_disk is the engine's constructor for a COMPLETE object;
+     * this one has its body in memory, not on disk. */
+    cache_obj *n = cache_obj_new_disk(c, o->key, o->keylen);
+    atomic_store(&n->on_disk, 0);
+    n->disk_only = 0;
+    n->created_us = o->created_us; /* invalidations order against the fill's start */
+    n->status = o->status;
+    for (size_t i = 0; i < o->headers.n; i++)
+        sh_hdrlist_add(&n->headers, o->headers.v[i].name, o->headers.v[i].name_len,
+                       o->headers.v[i].value, o->headers.v[i].value_len);
+    n->size = f->wr;
+    n->etag = sh_strdup(o->etag);
+    n->last_modified = o->last_modified;
+    n->fresh = o->fresh;
+    n->initial_age = o->initial_age;
+    n->nchunks = (size_t)((n->size + CACHE_CHUNK_SIZE - 1) / CACHE_CHUNK_SIZE);
+    n->chunks = sh_calloc(n->nchunks, sizeof(*n->chunks));
+    for (size_t i = 0; i < n->nchunks; i++) {
+        cache_chunk *ch = o->chunks[i];
+        uint32_t used = i + 1 < n->nchunks ? CACHE_CHUNK_SIZE
+                                           : (uint32_t)(n->size - (int64_t)i * CACHE_CHUNK_SIZE);
+        if (ch->cap == used) {
+            cache_chunk_ref(ch);
+            n->chunks[i] = ch;
+        } else {
+            n->chunks[i] = cache_chunk_new(used);
+            memcpy(n->chunks[i]->data, ch->data, used);
+        }
+    }
+    atomic_store(&n->avail, n->size);
+    n->head_ready = 1;
+    cache_index_restore(o, n); /* in o's place, if o still holds the key */
+    if (n->in_index && cache_persist_of(c)) cache_persist_write(cache_persist_of(c), n);
+    cache_obj_unref(n);
+}
+
 static void on_done(void *ud, origin_result r, const char *detail)
 {
     cache_fill *f = ud;
@@ -281,17 +419,28 @@ static void on_done(void *ud, origin_result r, const char *detail)
         return;
     }
     if (r == ORIGIN_OK && !o->pass) {
-        int64_t avail = atomic_load(&o->avail);
+        int64_t want = f->z ? f->in_size : o->size;
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned mdlen = 0;
-        if (avail != o->size) {
+        if (f->in_got != want) {
             sh_log(SH_LOG_WARN, "fill: body %lld bytes, Content-Length %lld: not stored",
-                   (long long)avail, (long long)o->size);
+                   (long long)f->in_got, (long long)want);
             r = ORIGIN_ERR_READ;
         } else if (f->md5 && (!EVP_DigestFinal_ex(f->md5, md, &mdlen) || mdlen != 16 ||
                               memcmp(md, f->want_md5, 16) != 0)) {
             sh_log(SH_LOG_WARN, "fill: body MD5 does not match ETag %s: not stored", o->etag);
             r = ORIGIN_ERR_READ;
+        }
+    }
+    if (r == ORIGIN_OK && f->z) {
+        if (sh_compressor_finish(f->z, fill_sink, f) != 0) {
+            sh_log(SH_LOG_ERROR, "fill: %s compression failed: not stored",
+                   sh_encoding_name(f->enc));
+            r = ORIGIN_ERR_READ;
+        } else {
+            fill_publish(f);
+            /* Before COMPLETE: a lookup never finds the size-less object complete. */
+            if (!o->pass) publish_compressed(f);
         }
     }
     if (r == ORIGIN_OK) {
@@ -300,13 +449,15 @@ static void on_done(void *ud, origin_result r, const char *detail)
         cache_wake_all_locked(o, CACHE_EV_DONE);
         pthread_mutex_unlock(&o->lock);
         cache_obj_drop_stale(o);
+    }
+    if (r == ORIGIN_OK && !f->z) {
         if (atomic_exchange(&o->evicted_while_filling, 0) && o->in_index &&
             cache_mem_admit(o) != 0 && !cache_persist_of(o->cache))
             cache_index_remove(o);
         /* Verified and complete: now it may go to the disk tier. */
         if (!o->pass && o->in_index && cache_persist_of(o->cache))
             cache_persist_write(cache_persist_of(o->cache), o);
-    } else {
+    } else if (r != ORIGIN_OK) {
         if (r != ORIGIN_ERR_READ || !o->head_ready)
             sh_log(SH_LOG_WARN, "fill: origin %s: %s", origin_result_name(r), detail ? detail : "");
         fill_fail(f, fail_of(r, o->head_ready));
