@@ -849,8 +849,10 @@ static void parse_behavior(scope *el, sh_config *cfg, sh_behavior_conf *b)
     const char *v;
     scope hs;
 
-    cfg_check_keys(el, "path origin allowed_methods cached_methods min_ttl default_ttl max_ttl forward_headers "
-                       "forward_query forward_cookies response_headers " EDGE_BEHAVIOR_KEYS);
+    cfg_check_keys(
+        el,
+        "path origin allowed_methods cached_methods min_ttl default_ttl max_ttl forward_headers "
+        "forward_query forward_cookies response_headers " EDGE_BEHAVIOR_KEYS);
     if (cfg_need_str(el, "path", 1, &v) && *v != '/' && *v != '*')
         cfg_err_at(el->ld, cfg_member(el, "path"), "%spath must start with '/' or '*'", el->prefix);
     else if (b->path && !cfg_is_field_value(b->path))
@@ -895,10 +897,13 @@ static void parse_behavior(scope *el, sh_config *cfg, sh_behavior_conf *b)
         if (bits == (SH_M_GET | SH_M_HEAD) || bits == (SH_M_GET | SH_M_HEAD | SH_M_OPTIONS))
             b->cached_methods = bits;
         else
-            cfg_err_at(el->ld, s, "%scached_methods: expected [\"GET\", \"HEAD\"] or [\"GET\", "
-                       "\"HEAD\", \"OPTIONS\"]", el->prefix);
+            cfg_err_at(el->ld, s,
+                       "%scached_methods: expected [\"GET\", \"HEAD\"] or [\"GET\", "
+                       "\"HEAD\", \"OPTIONS\"]",
+                       el->prefix);
         if ((b->cached_methods & SH_M_OPTIONS) && !(b->allowed_methods & SH_M_OPTIONS))
-            cfg_err_at(el->ld, s, "%scached_methods: OPTIONS is not in allowed_methods", el->prefix);
+            cfg_err_at(el->ld, s, "%scached_methods: OPTIONS is not in allowed_methods",
+                       el->prefix);
     }
 
     parse_ttls(el, b);

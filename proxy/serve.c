@@ -32,7 +32,10 @@ static void chunk_cleanup(const void *data, size_t len, void *extra)
 static int cacheable_request(const sh_conn *c)
 {
     const sh_req *r = &c->req;
-    if (!c->w->cache || !(r->method_bit & (SH_M_GET | SH_M_HEAD))) return 0;
+    if (!c->w->cache) return 0;
+    /* OPTIONS only where the behavior caches it (CloudFront's CachedMethods). */
+    unsigned cached = r->behavior ? r->behavior->cached_methods : (SH_M_GET | SH_M_HEAD);
+    if (!(r->method_bit & cached & (SH_M_GET | SH_M_HEAD | SH_M_OPTIONS))) return 0;
     /* Viewer credentials mean a per-viewer answer (RFC 9111 §3.5), unless
      * they were Shield's own to check: a verified SigV4 request reads the same
      * bucket object as everyone else. */
@@ -345,6 +348,17 @@ static void file_notify(cache_waiter *wt, unsigned ev)
     serve_head(c);
 }
 
+/* An OPTIONS answer lives beside the GET object under its own key. The suffix
+ * comes after the path's NUL, so invalidating the path still covers it. */
+static char *options_variant(char *key, size_t *keylen)
+{
+    static const char mark[] = "\0\x01OPTIONS";
+    key = sh_realloc(key, *keylen + sizeof mark);
+    memcpy(key + *keylen, mark, sizeof mark); /* with the final NUL */
+    *keylen += sizeof mark - 1;
+    return key;
+}
+
 void conn_serve(sh_conn *c)
 {
     sh_req *r = &c->req;
@@ -362,7 +376,9 @@ void conn_serve(sh_conn *c)
                              r->query_len, b, r->headers, r->nheaders, &keylen);
     /* compression: br, gzip and identity answers are separate objects */
     key = sh_compress_key_variant(key, &keylen, sh_compress_negotiate(r));
-    int get = r->method_bit == SH_M_GET;
+    if (r->method_bit == SH_M_OPTIONS) key = options_variant(key, &keylen);
+    /* GET and OPTIONS start a fill on a miss; HEAD only reads what is there. */
+    int get = r->method_bit == SH_M_GET || r->method_bit == SH_M_OPTIONS;
     cache_obj *o = NULL, *refresh = NULL;
     cache_lookup_rc rc = sh_cache_lookup(c->w->cache, key, keylen, time(NULL), get, &o, &refresh);
     sh_free(key);

@@ -40,8 +40,9 @@ def sh(module_shield, o):
          behavior('/noopt/*', 'o', allowed_methods=['GET', 'HEAD'],
                   cors={'allow_origins': [READER]}),
          # the seed deployment's e-book behaviors: no cors group, CORS is the origin's
-         behavior('*.epub', 'o', allowed_methods=opt, forward_headers=CORS_HEADERS,
-                  default_ttl=604800),
+         behavior('*.epub', 'o', allowed_methods=opt, cached_methods=opt,
+                  forward_headers=CORS_HEADERS, default_ttl=604800),
+         behavior('*.pdf', 'o', allowed_methods=opt, forward_headers=CORS_HEADERS),
          behavior('*', 'o')],
         admin={'address': f'127.0.0.1:{aport}'})
     wait_until(lambda: port_open(aport), 10, what='the admin listener')
@@ -247,17 +248,17 @@ def test_ebook_preflight_forwarded_to_origin(sh, o):
     each viewer gets the answer made for its own Origin."""
     o.route('/fwd.epub', origin_cors)
     n0 = o.count('/fwd.epub')
-    for origin in (READER, EVIL, READER):
+    for origin, fetched in ((READER, 1), (EVIL, 2), (READER, 2)):  # the last one is a Hit
         r = preflight(sh, '/fwd.epub', origin=origin, req_headers='range')
         assert r.status == 200
         assert r.headers_named('Access-Control-Allow-Origin') == [origin], r.headers
         assert r.header('Access-Control-Max-Age') == '3000'
         assert_security_headers(r)
+        assert o.count('/fwd.epub') == n0 + fetched
         q = o.last('/fwd.epub')
-        assert q.method == 'OPTIONS' and q.header('origin') == origin
+        assert q.method == 'OPTIONS' and q.header('origin') == (EVIL if fetched == 2 else READER)
         assert q.header('access-control-request-method') == 'GET'
         assert q.header('access-control-request-headers') == 'range'
-    assert o.count('/fwd.epub') > n0
 
 
 def test_ebook_get_cached_per_origin(sh, o):
@@ -270,10 +271,6 @@ def test_ebook_get_cached_per_origin(sh, o):
     assert o.count('/get.epub') == n0 + 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'the core caches only GET/HEAD: proxy/serve.c cacheable_request() sends OPTIONS '
-    'straight to the origin (conn_pass_start), and the cache key (sh_cache_key) has no '
-    'method to keep OPTIONS apart from GET'))
 def test_ebook_preflight_cached_per_origin(sh, o):
     o.route('/pre.epub', origin_cors)
     n0 = o.count('/pre.epub')
@@ -286,3 +283,17 @@ def test_ebook_preflight_cached_per_origin(sh, o):
     assert r3.header('Access-Control-Allow-Origin') == CAMPUS
     assert o.count('/pre.epub') == n0 + 2
     assert r1.status == 200
+    # The GET of the same path and Origin is its own object, not the preflight's.
+    g = get(sh.port, '/pre.epub', headers={'Origin': READER})
+    assert g.status == 200 and g.body == f'book for {READER}'.encode() and xcache(g) == 'Miss'
+    assert o.count('/pre.epub') == n0 + 3
+    assert xcache(preflight(sh, '/pre.epub', origin=READER)) == 'Hit'
+
+
+def test_options_not_cached_without_cached_methods(sh, o):
+    o.route('/pre.pdf', origin_cors)
+    n0 = o.count('/pre.pdf')
+    for _ in range(2):
+        r = preflight(sh, '/pre.pdf', origin=READER)
+        assert r.status == 200 and r.header('Access-Control-Allow-Origin') == READER
+    assert o.count('/pre.pdf') == n0 + 2

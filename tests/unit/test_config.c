@@ -860,6 +860,7 @@ static void test_edge_defaults(void **state)
     assert_int_equal(b->signed_mode, SH_SIGNED_NONE);
     assert_int_equal(b->compress, 0);
     assert_int_equal(b->cors.enabled, 0);
+    assert_int_equal(b->cached_methods, SH_M_GET | SH_M_HEAD);
     sh_config_free(cfg);
 }
 
@@ -1065,6 +1066,15 @@ static void test_err_edge(void **state)
         "tls = true\n"
         "t.conf:4: behavior \"/a/*\": signed = \"cloudfront\" needs signed_urls.key_groups\n"
         "t.conf:5: behavior \"/b/*\": signed = \"sigv4\" needs sigv4.keys\n");
+    expect_errors(
+        LISTEN ORIGIN "behaviors = (\n"
+                      "  { path = \"/e/*\"; cached_methods = [\"GET\"]; },\n"
+                      "  { path = \"/f/*\"; allowed_methods = [\"GET\", \"HEAD\"];\n"
+                      "    cached_methods = [\"GET\", \"HEAD\", \"OPTIONS\"]; },\n"
+                      "  { path = \"*\"; cached_methods = [\"GET\", \"HEAD\", \"OPTIONS\"]; } );\n",
+        "t.conf:4: behavior \"/e/*\": cached_methods: expected [\"GET\", \"HEAD\"] or "
+        "[\"GET\", \"HEAD\", \"OPTIONS\"]\n"
+        "t.conf:6: behavior \"/f/*\": cached_methods: OPTIONS is not in allowed_methods\n");
 }
 
 static void test_free_null(void **state)
