@@ -131,10 +131,9 @@ static int param_is(const char *p, size_t n, const char *name)
  * stripped: a presigned S3 URL may carry an own parameter named "Policy". */
 static const char *const cf_params[] = {"Expires", "Policy", "Signature", "Key-Pair-Id",
                                         "Hash-Algorithm"};
-static const char *const amz_params[] = {"X-Amz-Algorithm",     "X-Amz-Credential",
-                                         "X-Amz-Date",          "X-Amz-Expires",
-                                         "X-Amz-SignedHeaders", "X-Amz-Signature",
-                                         "X-Amz-Security-Token"};
+static const char *const amz_params[] = {
+    "X-Amz-Algorithm",     "X-Amz-Credential", "X-Amz-Date",          "X-Amz-Expires",
+    "X-Amz-SignedHeaders", "X-Amz-Signature",  "X-Amz-Security-Token"};
 
 static int in_family(const char *p, size_t n, const char *const *names, size_t count)
 {

@@ -219,9 +219,9 @@ typedef struct sh_behavior_conf {
     char *origin_name;
     const sh_origin_conf *origin;          /* resolved from origin_name */
     unsigned allowed_methods;              /* SH_M_* bit set, default SH_M_DEFAULT */
-    unsigned cached_methods; /* GET|HEAD (default) or GET|HEAD|OPTIONS (CloudFront's
-                                CachedMethods): OPTIONS answers are then cached, keyed apart
-                                from GET's */
+    unsigned cached_methods;               /* GET|HEAD (default) or GET|HEAD|OPTIONS (CloudFront's
+                                              CachedMethods): OPTIONS answers are then cached, keyed apart
+                                              from GET's */
     int64_t min_ttl, default_ttl, max_ttl; /* seconds; defaults 0, 86400, 31536000 */
     char **forward_headers; /* viewer headers forwarded to the origin (and keyed on) */
     size_t nforward_headers;
