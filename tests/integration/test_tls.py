@@ -434,7 +434,7 @@ def test_testssl(tshield, tmp_path):
     for f in offered:
         assert 'TLS_AES' in f or 'TLS_CHACHA20' in f or ('ECDH' in f and (
             'GCM' in f or 'CHACHA20' in f)), f
-    assert by_id['sessionresumption_ticket']['finding'] == 'supported'
-    # testssl probes resumption by ID with stdin closed, which under TLS 1.3
-    # ends s_client before the server's ticket is read; session IDs are proven
-    # with TLS 1.2 in test_sessions_resume_across_workers instead.
+    # Not asserted: testssl's resumption probes run s_client with stdin closed,
+    # which under TLS 1.3 races the server's ticket ("not supported" or "connect
+    # problem" from run to run); test_sessions_resume_across_workers proves
+    # resumption by ticket and by ID instead.
