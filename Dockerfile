@@ -12,12 +12,12 @@ RUN make deps && make clean && make
 FROM debian:12
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
         ca-certificates libevent-2.1-7 libevent-openssl-2.1-7 libevent-pthreads-2.1-7 \
-        libcurl4 libconfig9 libjemalloc2 libmaxminddb0 libssl3 zlib1g \
+        libcurl4 libconfig9 libjemalloc2 libmaxminddb0 libbrotli1 libssl3 zlib1g \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --no-create-home shield
 COPY --from=build /src/build/shield /usr/local/bin/shield
 COPY conf/shield.conf /etc/shield/shield.conf
 USER shield
-EXPOSE 8080
+EXPOSE 8080 8443
 ENTRYPOINT ["/usr/local/bin/shield"]
 CMD ["-c", "/etc/shield/shield.conf"]
