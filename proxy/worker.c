@@ -278,3 +278,10 @@ void sh_worker_free(sh_worker *w)
     pthread_mutex_destroy(&w->wake_lock);
     sh_free(w);
 }
+
+void *sh_worker_module_state(sh_worker *w, const sh_module *m)
+{
+    for (size_t i = 0; i < sh_nmodules; i++)
+        if (sh_modules[i] == m) return w->mod_states ? w->mod_states[i] : NULL;
+    return NULL;
+}

@@ -108,6 +108,17 @@ typedef struct sh_req {
     const char *detailed_result; /* e.g. "OriginConnectError", NULL = same as result_type */
     char request_id[40];         /* X-Request-Id / x-edge-request-id */
     int64_t start_us;            /* monotonic start, microseconds */
+    int64_t start_wall_us;       /* wall clock at start (log timestamps), microseconds */
+
+    /* (core) what happened, for the LOG phase (access log, metrics) */
+    int64_t ttfb_us;         /* first response byte queued, since start_us; -1 = none */
+    uint64_t bytes_sent;     /* to the viewer: head + body (sc-bytes) */
+    uint64_t bytes_received; /* from the viewer: head + body (cs-bytes) */
+    int aborted;             /* the response did not complete (reset, timeout, viewer gone) */
+    int64_t range_start;     /* sc-range-start / sc-range-end of a 206, -1 = none */
+    int64_t range_end;
+    int64_t origin_ttfb_us;   /* origin response head after this request asked; -1 = no origin */
+    const char *origin_error; /* "connect", "timeout", "reset", "5xx"... NULL = none */
 } sh_req;
 
 /*
@@ -166,6 +177,11 @@ typedef struct sh_module {
 /* The registry, in run order (proxy/pipeline.c). */
 extern const sh_module *const sh_modules[];
 extern const size_t sh_nmodules;
+
+struct sh_worker;
+/* A module's per-worker state on worker w (what its worker_init made), for
+ * readers on other threads such as the admin listener's metrics. */
+void *sh_worker_module_state(struct sh_worker *w, const sh_module *m);
 
 /* Validate the registry at start-up (names unique, phases in range). 0 or -1 with a message. */
 int sh_pipeline_check(char *err, size_t errlen);
