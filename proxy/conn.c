@@ -37,6 +37,7 @@
 #include "shield/alloc.h"
 #include "shield/forward.h"
 #include "shield/log.h"
+#include "shield/snapshot.h"
 #include "shield/tls.h"
 #include "shield/module.h"
 #include "shield/worker.h"
@@ -287,10 +288,57 @@ static int parse_target(sh_conn *c, sh_req *r)
     return 0;
 }
 
+/* ---- request outcome bookkeeping (access log, metrics) ------------------ */
+
+/* Every request, served or rejected, starts here (through conn_fill_peer):
+ * "not yet" is -1 so the log can tell "none" from "zero". */
+static void conn_outcome_start(sh_req *r)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    r->start_wall_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    r->ttfb_us = -1;
+    r->range_start = r->range_end = -1;
+    r->origin_ttfb_us = -1;
+}
+
+/* Every byte queued to the viewer belongs to the current request (responses
+ * are queued one request at a time), so the output buffer's additions are its
+ * sc-bytes. */
+static void conn_count_out(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)buf;
+    sh_conn *c = arg;
+    c->req.bytes_sent += info->n_added;
+}
+
+/* The connection goes away with a request that never reached conn_finish
+ * (viewer gone, reset, timeout, origin cut): it still gets its one LOG phase,
+ * marked aborted, with sc-bytes = what actually left the output buffer. */
+static void conn_log_unfinished(sh_conn *c)
+{
+    sh_req *r = &c->req;
+    if (!r->conn || c->state == CONN_IDLE || c->state == CONN_LINGER || c->state == CONN_CLOSED)
+        return;
+    size_t pending = evbuffer_get_length(bufferevent_get_output(c->bev));
+    r->bytes_sent = r->bytes_sent > pending ? r->bytes_sent - pending : 0;
+    r->aborted = 1;
+    size_t ph = SH_PHASE_LOG, mod = 0;
+    while (sh_pipeline_run(r, c->w->mod_states, &ph, &mod, SH_PHASE_LOG + 1) != SH_CONTINUE)
+        mod++;
+    r->conn = NULL; /* logged: never twice */
+}
+
 /* The connection-level facts every request starts with; identity may
  * replace the client with a trusted proxy's forwarded address. */
 static void conn_fill_peer(sh_conn *c, sh_req *r)
 {
+    conn_outcome_start(r);
+    /* The request runs to its log line on the configuration it started with,
+     * whatever a reload swaps in meanwhile. */
+    r->snap = c->w->snap;
+    sh_snapshot_ref(r->snap);
+    r->cfg = r->snap->cfg;
     r->peer = c->peer;
     snprintf(r->peer_ip, sizeof(r->peer_ip), "%s", c->peer_ip);
     snprintf(r->client_ip, sizeof(r->client_ip), "%s", c->peer_ip);
@@ -314,7 +362,9 @@ static int on_headers_complete(llhttp_t *p)
     sh_req *r = &c->req;
     const sh_config *cfg = c->w->cfg;
 
+    uint64_t head_bytes = r->bytes_received; /* counted by conn_parse so far */
     memset(r, 0, sizeof(*r));
+    r->bytes_received = head_bytes;
     r->conn = c;
     r->worker = c->w;
     r->cfg = cfg;
@@ -436,7 +486,9 @@ static void conn_reject(sh_conn *c, int status, const char *detail)
 {
     sh_req *r = &c->req;
     if (!r->conn) {
+        uint64_t head_bytes = r->bytes_received;
         memset(r, 0, sizeof(*r));
+        r->bytes_received = head_bytes;
         r->conn = c;
         r->worker = c->w;
         r->cfg = c->w->cfg;
@@ -559,6 +611,7 @@ void conn_finish(sh_conn *c)
     c->gen_body = NULL;
     c->gen_body_len = 0;
     if (c->body) evbuffer_drain(c->body, evbuffer_get_length(c->body));
+    sh_snapshot_unref(r->snap);
     memset(r, 0, sizeof(*r));
     c->head_sent = 0;
     c->line_ok = 0;
@@ -683,6 +736,7 @@ static void conn_parse(sh_conn *c)
             used = pos && pos >= data && pos <= data + v.iov_len ? (size_t)(pos - data) : v.iov_len;
         }
         evbuffer_drain(in, used);
+        c->req.bytes_received += used;
         if (e == HPE_OK) {
             if (c->state == CONN_BODY) timer_arm(c, c->w->cfg->timeouts.body_ms);
             continue;
@@ -852,6 +906,7 @@ void sh_conn_accept(sh_worker *w, int fd, const struct sockaddr *sa, int salen,
     llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
     c->parser.data = c;
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    evbuffer_add_cb(bufferevent_get_output(c->bev), conn_count_out, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, IN_HIGH);
     bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
     struct timeval send_tv = {(time_t)(w->cfg->timeouts.send_ms / 1000),
@@ -883,6 +938,7 @@ void conn_abort(sh_conn *c, const char *why)
 static void conn_free(sh_conn *c)
 {
     sh_worker *w = c->w;
+    conn_log_unfinished(c);
     if (c->fetch) {
         origin_fetch_cancel(c->fetch);
         c->fetch = NULL;
@@ -904,8 +960,10 @@ static void conn_free(sh_conn *c)
         if (!c->aborted && !(SSL_get_shutdown(c->ssl) & SSL_SENT_SHUTDOWN)) SSL_shutdown(c->ssl);
         SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     }
+    evbuffer_remove_cb(bufferevent_get_output(c->bev), conn_count_out, c);
     bufferevent_free(c->bev);
     sh_hdrlist_clear(&c->req.resp.headers);
+    sh_snapshot_unref(c->req.snap);
     sh_free(c->req.origin_path);
     sh_free(c->gen_body);
     sh_free(c->hbuf);

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -27,6 +29,7 @@
 #include "shield/config.h"
 #include "shield/credentials.h"
 #include "shield/log.h"
+#include "shield/snapshot.h"
 #include "shield/tls.h"
 #include "shield/module.h"
 #include "shield/worker.h"
@@ -58,6 +61,77 @@ static int bind_listener(const sh_listen_conf *l, char *err, size_t errlen)
         return -1;
     }
     return fd;
+}
+
+/*
+ * systemd's readiness protocol (Type=notify) without libsystemd: one datagram
+ * to $NOTIFY_SOCKET. Silently nothing when not run by systemd.
+ */
+static void sd_notify(const char *state)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (!path || (path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof(sa.sun_path)) return;
+    size_t n = strlen(path);
+    memcpy(sa.sun_path, path, n);
+    if (path[0] == '@') sa.sun_path[0] = '\0'; /* abstract namespace */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+           (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n));
+    close(fd);
+}
+
+/*
+ * SIGHUP: load the file again; if it is valid and compatible, build a new
+ * snapshot (credentials), re-read certificates and module files against it
+ * and hand it to every worker. New requests use it; requests, fills and
+ * origin fetches in flight finish on the one they started with. Anything
+ * wrong leaves the running configuration untouched, with the reason
+ * (file:line for config errors) in the error log.
+ */
+static void reload(const char *path, sh_worker **workers, size_t nw)
+{
+    char *errs = NULL, err[512], why[512];
+    size_t errlen = 0;
+    sd_notify("RELOADING=1");
+    FILE *e = open_memstream(&errs, &errlen);
+    sh_config *next = e ? sh_config_load(path, e) : NULL;
+    if (e) fclose(e);
+    sh_snapshot *cur = sh_snapshot_current(), *snap = NULL;
+    if (!next) {
+        for (char *save = NULL, *ln = errs ? strtok_r(errs, "\n", &save) : NULL; ln;
+             ln = strtok_r(NULL, "\n", &save))
+            sh_log(SH_LOG_ERROR, "reload: %s", ln);
+        sh_log(SH_LOG_ERROR, "reload: %s has errors; keeping configuration %u", path,
+               cur->generation);
+        goto done;
+    }
+    if (!sh_snapshot_compatible(cur->cfg, next, why, sizeof(why))) {
+        sh_log(SH_LOG_ERROR, "reload refused: %s (restart to apply); keeping configuration %u", why,
+               cur->generation);
+        sh_config_free(next);
+        goto done;
+    }
+    if (!(snap = sh_snapshot_new(next, cur->generation + 1, err, sizeof(err)))) {
+        sh_log(SH_LOG_ERROR, "reload: %s; keeping configuration %u", err, cur->generation);
+        goto done;
+    }
+    if (sh_tls_reload(snap->cfg, err, sizeof(err)) != 0) {
+        sh_log(SH_LOG_ERROR, "reload: tls: %s; keeping the current certificates", err);
+        goto done;
+    }
+    sh_modules_reload(snap->cfg);
+    sh_snapshot_publish(snap);
+    for (size_t i = 0; i < nw; i++)
+        sh_worker_set_snapshot(workers[i], snap);
+    sh_log(SH_LOG_INFO, "reload: configuration %u from %s in effect for new requests",
+           snap->generation, path);
+done:
+    sh_snapshot_unref(snap);
+    sh_snapshot_unref(cur);
+    free(errs); /* open_memstream's buffer comes from libc malloc */
+    sd_notify("READY=1");
 }
 
 int main(int argc, char **argv)
@@ -124,19 +198,21 @@ int main(int argc, char **argv)
     origin_global_init();
     int rc = 1, modules_ready = 0;
     size_t nw = (size_t)cfg->nworkers;
-    sh_creds **creds = sh_calloc(cfg->norigins ? cfg->norigins : 1, sizeof(*creds));
     sh_worker **workers = sh_calloc(nw, sizeof(*workers));
     int *fds = sh_malloc((cfg->nlisten ? cfg->nlisten : 1) * sizeof(int));
+    sh_cache *cache = NULL;
+    sh_admin *admin = NULL;
+    size_t started = 0;
 
-    for (size_t i = 0; i < cfg->norigins; i++) {
-        const sh_origin_conf *o = &cfg->origins[i];
-        if (o->type != SH_ORIGIN_S3 || o->credentials == SH_CRED_NONE) continue;
-        creds[i] = sh_creds_new(o, err, sizeof(err));
-        if (!creds[i]) {
-            sh_log(SH_LOG_ERROR, "origin %s: credentials: %s", o->name, err);
-            goto out;
-        }
+    /* The start-up snapshot stays referenced until exit: the cache engine and
+     * the admin listener keep pointers into it (what they use cannot change
+     * on reload, see sh_snapshot_compatible). */
+    sh_snapshot *boot = sh_snapshot_new(cfg, 1, err, sizeof(err));
+    if (!boot) {
+        sh_log(SH_LOG_ERROR, "%s", err);
+        goto out;
     }
+    sh_snapshot_publish(boot);
 
     if (sh_tls_init(cfg, err, sizeof(err)) != 0) {
         sh_log(SH_LOG_ERROR, "tls: %s", err);
@@ -147,12 +223,10 @@ int main(int argc, char **argv)
         goto out;
     }
     modules_ready = 1;
-    sh_cache *cache = NULL;
     if (cfg->cache.enabled && !(cache = sh_cache_new(cfg, err, sizeof(err)))) {
         sh_log(SH_LOG_ERROR, "cache: %s", err);
         goto out;
     }
-    size_t started = 0;
     for (size_t i = 0; i < nw; i++) {
         for (size_t j = 0; j < cfg->nlisten; j++) {
             fds[j] = bind_listener(&cfg->listen[j], err, sizeof(err));
@@ -163,7 +237,7 @@ int main(int argc, char **argv)
                 goto stop;
             }
         }
-        workers[i] = sh_worker_new((int)i, cfg, creds, cache, fds, err, sizeof(err));
+        workers[i] = sh_worker_new((int)i, boot, cache, fds, err, sizeof(err));
         if (!workers[i]) {
             sh_log(SH_LOG_ERROR, "%s", err);
             goto stop;
@@ -174,7 +248,6 @@ int main(int argc, char **argv)
         }
         started++;
     }
-    sh_admin *admin = NULL;
     if (*cfg->admin.address) {
         admin = sh_admin_start(cfg, cache, workers, nw, err, sizeof(err));
         if (!admin) {
@@ -184,23 +257,20 @@ int main(int argc, char **argv)
     }
     sh_log(SH_LOG_INFO, "shield %s ready: %zu workers, %zu listeners, node %s", SHIELD_VERSION, nw,
            cfg->nlisten, cfg->node_name);
+    sd_notify("READY=1");
 
     for (;;) {
         int sig = 0;
         if (sigwait(&sigs, &sig) != 0) continue;
         if (sig == SIGTERM || sig == SIGINT) {
+            sh_snapshot *cur = sh_snapshot_current();
             sh_log(SH_LOG_INFO, "signal %d: draining (up to %llu ms)", sig,
-                   (unsigned long long)cfg->timeouts.drain_ms);
+                   (unsigned long long)cur->cfg->timeouts.drain_ms);
+            sh_snapshot_unref(cur);
+            sd_notify("STOPPING=1");
             break;
         }
-        if (sig == SIGHUP) {
-            /* Issue 5 re-reads the whole configuration; until then SIGHUP
-             * re-reads the files it names: certificates and the geo database. */
-            sh_log(SH_LOG_INFO, "SIGHUP: reloading certificates and the geo database");
-            if (sh_tls_reload(cfg, err, sizeof(err)) != 0)
-                sh_log(SH_LOG_ERROR, "SIGHUP: tls: %s; keeping the current certificates", err);
-            sh_modules_reload(cfg);
-        }
+        if (sig == SIGHUP) reload(conf, workers, started);
         if (sig == SIGUSR1)
             sh_log(SH_LOG_INFO, "SIGUSR1: the error log is not reopened by this build");
     }
@@ -222,12 +292,11 @@ stop:
 out:
     if (modules_ready) sh_modules_fini();
     sh_tls_fini();
-    for (size_t i = 0; i < cfg->norigins; i++)
-        sh_creds_free(creds[i]);
-    sh_free(creds);
     sh_free(workers);
     sh_free(fds);
-    sh_config_free(cfg);
+    sh_snapshot_publish(NULL);
+    /* Without a snapshot (it failed) cfg was already freed with it. */
+    sh_snapshot_unref(boot);
     origin_global_cleanup();
     libevent_global_shutdown();
     return rc;

@@ -50,6 +50,7 @@
 #include "shield/alloc.h"
 #include "shield/credentials.h"
 #include "shield/sigv4_sign.h"
+#include "shield/snapshot.h"
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -108,6 +109,7 @@ struct origin_fetch {
     /* signing (s3 with credentials) */
     int sign;
     sh_creds *creds;
+    struct sh_snapshot *snap; /* reference held while the fetch lives */
     sh_aws_keys *keys;
     char *region;
     char *host;       /* Host header we send and sign */
@@ -247,6 +249,7 @@ static void fetch_free(origin_fetch *f)
     sh_free(f->sign_query);
     sh_free(f->hbuf);
     sh_free(f->hv);
+    sh_snapshot_unref(f->snap);
     sh_free(f);
 }
 
@@ -903,6 +906,10 @@ origin_fetch *origin_fetch_start(origin_ctx *ctx, const origin_request *req,
     if (f->max_attempts > ORIGIN_MAX_ATTEMPTS) f->max_attempts = ORIGIN_MAX_ATTEMPTS;
     f->sign = o->type == SH_ORIGIN_S3 && o->credentials != SH_CRED_NONE;
     f->creds = req->creds;
+    /* The credentials (and the origin config) belong to a snapshot: keep it
+     * for as long as this fetch may sign or retry. */
+    f->snap = req->snap;
+    if (f->snap) sh_snapshot_ref(f->snap);
     f->region = sh_strdup(o->region && *o->region ? o->region : "us-east-1");
     f->body_len = req->body ? req->body_len : 0;
     /* methods that define a body always send one, possibly empty (Content-Length: 0) */

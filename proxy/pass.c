@@ -13,6 +13,7 @@
 #include "shield/compress.h"
 #include "shield/forward.h"
 #include "shield/log.h"
+#include "shield/snapshot.h"
 
 /* ---- compression ---------------------------------------------------------- */
 
@@ -197,7 +198,7 @@ void conn_origin_request(sh_conn *c, origin_request *oreq, sh_hdrlist *hl, char 
     }
     (*pq)[plen + qlen] = '\0';
 
-    sh_forward_request_headers(r, c->w->cfg->node_name, hl);
+    sh_forward_request_headers(r, r->cfg->node_name, hl);
     if (strip_validators) {
         /* A fill fetches the whole object once for every waiter; each
          * waiter's own Range and conditionals are answered from it. */
@@ -209,7 +210,8 @@ void conn_origin_request(sh_conn *c, origin_request *oreq, sh_hdrlist *hl, char 
     }
     *oreq = (origin_request){
         .origin = o,
-        .creds = c->w->creds[o - c->w->cfg->origins],
+        .creds = r->snap->creds[o - r->cfg->origins],
+        .snap = r->snap,
         .method = r->method,
         .path_query = *pq,
         .path_query_len = plen + qlen,

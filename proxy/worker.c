@@ -1,4 +1,5 @@
 #include "shield/worker.h"
+#include "shield/snapshot.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -140,6 +141,20 @@ static void start_drain(sh_worker *w)
     stop_loop_if_drained(w);
 }
 
+/* New requests run on the announced snapshot; requests in flight keep theirs. */
+static void adopt_snapshot(sh_worker *w)
+{
+    pthread_mutex_lock(&w->wake_lock);
+    sh_snapshot *next = w->next_snap;
+    w->next_snap = NULL;
+    pthread_mutex_unlock(&w->wake_lock);
+    if (!next) return;
+    sh_snapshot *old = w->snap;
+    w->snap = next;
+    w->cfg = next->cfg;
+    sh_snapshot_unref(old);
+}
+
 static void notify_cb(evutil_socket_t fd, short what, void *arg)
 {
     sh_worker *w = arg;
@@ -151,17 +166,35 @@ static void notify_cb(evutil_socket_t fd, short what, void *arg)
         else if (cmd[i] == 'w')
             run_wakeups(w);
     }
+    /* 'c' announces a snapshot; checked on every wake-up so that a 'c' lost
+     * to a full pipe (EAGAIN: other bytes are pending) is not lost for good. */
+    adopt_snapshot(w);
 }
 
-sh_worker *sh_worker_new(int id, const sh_config *cfg, struct sh_creds *const *creds,
-                         struct sh_cache *cache, const int *listen_fds, char *err, size_t errlen)
+void sh_worker_set_snapshot(sh_worker *w, sh_snapshot *snap)
+{
+    sh_snapshot_ref(snap);
+    pthread_mutex_lock(&w->wake_lock);
+    sh_snapshot *old = w->next_snap;
+    w->next_snap = snap;
+    pthread_mutex_unlock(&w->wake_lock);
+    sh_snapshot_unref(old); /* announced but never adopted */
+    char c = 'c';
+    if (write(w->notify_fd[1], &c, 1) < 0 && errno != EAGAIN)
+        sh_log(SH_LOG_ERROR, "worker %d: notify: %s", w->id, strerror(errno));
+}
+
+sh_worker *sh_worker_new(int id, sh_snapshot *snap, struct sh_cache *cache, const int *listen_fds,
+                         char *err, size_t errlen)
 {
     sh_worker *w = sh_calloc(1, sizeof(*w));
+    const sh_config *cfg = snap->cfg;
     w->id = id;
     w->cache = cache;
     pthread_mutex_init(&w->wake_lock, NULL);
+    sh_snapshot_ref(snap);
+    w->snap = snap;
     w->cfg = cfg;
-    w->creds = creds;
     w->notify_fd[0] = w->notify_fd[1] = -1;
 
     struct event_config *ec = event_config_new();
@@ -276,6 +309,8 @@ void sh_worker_free(sh_worker *w)
     if (w->notify_fd[1] >= 0) close(w->notify_fd[1]);
     if (w->base) event_base_free(w->base);
     pthread_mutex_destroy(&w->wake_lock);
+    sh_snapshot_unref(w->next_snap);
+    sh_snapshot_unref(w->snap);
     sh_free(w);
 }
 

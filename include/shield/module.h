@@ -56,7 +56,8 @@ struct sh_conn;
 typedef struct sh_req {
     struct sh_conn *conn;     /* opaque to modules */
     struct sh_worker *worker; /* opaque to modules */
-    const sh_config *cfg;     /* the snapshot this request runs under */
+    const sh_config *cfg;     /* the snapshot this request runs under (= snap->cfg) */
+    struct sh_snapshot *snap; /* its reference, held until the log line */
 
     /* request line */
     const char *method;

@@ -52,9 +52,11 @@ const char *origin_result_name(origin_result r);
 /* What to fetch. Everything is copied by origin_fetch_start(). */
 typedef struct origin_request {
     const sh_origin_conf *origin;
-    struct sh_creds *creds; /* credentials provider for s3 origins with credentials != none */
-    const char *method;     /* "GET", "HEAD", ... */
-    const char *path_query; /* raw path + optional "?query", starts with '/', sent unchanged */
+    struct sh_creds *creds;   /* credentials provider for s3 origins with credentials != none */
+    struct sh_snapshot *snap; /* what origin and creds belong to: the fetch holds a reference
+                                 until it is freed (NULL = the caller guarantees lifetime) */
+    const char *method;       /* "GET", "HEAD", ... */
+    const char *path_query;   /* raw path + optional "?query", starts with '/', sent unchanged */
     size_t path_query_len;
     const sh_header *headers; /* already filtered by the core; never Host/Content-Length */
     size_t nheaders;

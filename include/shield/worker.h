@@ -20,6 +20,7 @@ struct event;
 struct evconnlistener;
 struct sh_conn;
 struct sh_creds;
+struct sh_snapshot;
 struct sh_cache;
 struct cache_fill;
 struct cache_waiter;
@@ -43,8 +44,9 @@ typedef struct sh_worker {
     int id;
     pthread_t thread;
     struct event_base *base;
-    const sh_config *cfg;
-    struct sh_creds *const *creds; /* indexed like cfg->origins; NULL entries = unsigned */
+    struct sh_snapshot *snap; /* current configuration (a reference); requests take their own */
+    const sh_config *cfg;     /* = snap->cfg */
+    struct sh_snapshot *next_snap; /* announced by main, adopted on this thread (wake_lock) */
     int *listen_fds;               /* one per cfg->listen, bound by main, owned here */
     struct evconnlistener **listeners;
     size_t nlisteners;
@@ -73,8 +75,11 @@ typedef struct sh_worker {
  * context, module states). Does not start its thread. NULL on failure with
  * a message in err.
  */
-sh_worker *sh_worker_new(int id, const sh_config *cfg, struct sh_creds *const *creds,
-                         struct sh_cache *cache, const int *listen_fds, char *err, size_t errlen);
+sh_worker *sh_worker_new(int id, struct sh_snapshot *snap, struct sh_cache *cache,
+                         const int *listen_fds, char *err, size_t errlen);
+/* Announce a new configuration snapshot (main thread); the worker adopts it
+ * for requests that start after its next loop turn. Takes its own reference. */
+void sh_worker_set_snapshot(sh_worker *w, struct sh_snapshot *snap);
 /* Start the thread (runs the event loop until the worker has drained). 0 or -1. */
 int sh_worker_start(sh_worker *w);
 /* Ask the worker to drain: stop accepting, finish in-flight requests within

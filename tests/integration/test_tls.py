@@ -334,7 +334,7 @@ def test_certificates_reload_on_sighup_without_dropping(shield, tls_origin, cert
     # A broken file is refused and the old certificate stays.
     (d / 'a.crt').write_text('not a certificate\n')
     sh.signal(1)
-    wait_until(lambda: 'keeping the current certificates' in sh.stderr(), 10, what='reload error')
+    wait_until(lambda: 'keeping configuration' in sh.stderr(), 10, what='reload error')
     _, _, _, still = tls_request(sh.tls_port, '/x', sni='a.example.test')
     assert cert_cn(still['cert']) == 'a.example.test'
 
