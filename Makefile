@@ -53,10 +53,15 @@ FUZZ_BIN  := $(FUZZ_NAMES:%=$(BUILD)/fuzz/replay_%)
 FUZZ_SECONDS ?= 60
 
 .PHONY: all deps test unit integration asan run soak clean format check-format fuzz-replay fuzz
-all: $(BUILD)/shield
+all: $(BUILD)/shield $(BUILD)/shieldctl
 
 $(BUILD)/shield: $(OBJ_DIR)/proxy/main.o $(LIB_OBJ) $(LLHTTP_OBJ)
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $^ $(LIBS)
+
+# The admin API's command-line client: standalone, libcurl only.
+$(BUILD)/shieldctl: tools/shieldctl.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDSAN) -o $@ $< -lcurl
 
 $(OBJ_DIR)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -83,7 +88,7 @@ DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev libcurl4-openssl-dev \
             libjemalloc-dev libmaxminddb-dev node-llhttp libconfig-dev zlib1g-dev \
             libbrotli-dev libcmocka-dev python3 python3-pytest python3-botocore \
             awscli curl openssl procps clang-format clang-14 libclang-rt-14-dev \
-            testssl.sh libmaxmind-db-writer-perl
+            testssl.sh libmaxmind-db-writer-perl goaccess prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 deps:

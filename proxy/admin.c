@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -13,11 +14,15 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 #include "shield/alloc.h"
 #include "shield/cache.h"
 #include "shield/cache_persist.h"
 #include "shield/log.h"
+#include "shield/snapshot.h"
+#include "shield/metrics.h"
 #include "shield/worker.h"
 
 struct sh_admin {
@@ -30,7 +35,14 @@ struct sh_admin {
     struct event *stop_ev;
     int stop_fd[2];
     pthread_t thread;
-    unsigned long next_id;
+    sh_prefetch *prefetch; /* NULL without a plain listener: prefetch_err says why */
+    char prefetch_err[128];
+    struct {
+        char id[SH_PREFETCH_ID_LEN];
+        char create_time[32];
+        int paths;
+    } inval[SH_ADMIN_INVAL_HISTORY]; /* a ring: the last ones, for GET /invalidations/<id> */
+    size_t ninval;
 };
 
 static void reply_json(struct evhttp_request *req, int code, const char *reason,
@@ -40,10 +52,27 @@ static void reply_json(struct evhttp_request *req, int code, const char *reason,
     evhttp_send_reply(req, code, reason, body);
 }
 
+static void json_str(struct evbuffer *b, const char *s)
+{
+    evbuffer_add(b, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            evbuffer_add_printf(b, "\\%c", c);
+        else if (c < 0x20 || c >= 0x7f)
+            evbuffer_add_printf(b, "\\u%04x", c);
+        else
+            evbuffer_add(b, s, 1);
+    }
+    evbuffer_add(b, "\"", 1);
+}
+
 static void reply_error(struct evhttp_request *req, int code, const char *reason, const char *msg)
 {
     struct evbuffer *b = evbuffer_new();
-    evbuffer_add_printf(b, "{\"error\": \"%s\"}\n", msg);
+    evbuffer_add_printf(b, "{\"error\": ");
+    json_str(b, msg);
+    evbuffer_add_printf(b, "}\n");
     reply_json(req, code, reason, b);
     evbuffer_free(b);
 }
@@ -73,6 +102,17 @@ static void handle_stats(sh_admin *a, struct evhttp_request *req)
     }
     evbuffer_add_printf(b, "}, \"tls\": {\"handshakes\": %llu, \"handshake_failures\": %llu}",
                         (unsigned long long)hs, (unsigned long long)hsf);
+    sh_prefetch_progress pf;
+    int have_pf = sh_prefetch_get(a->prefetch, &pf) == 0;
+    evbuffer_add_printf(b, ", \"prefetch\": ");
+    if (have_pf)
+        evbuffer_add_printf(b,
+                            "{\"id\": \"%s\", \"total\": %zu, \"done\": %zu, \"failed\": %zu, "
+                            "\"running\": %s}",
+                            pf.id, pf.total, pf.done, pf.failed, pf.running ? "true" : "false");
+    else
+        evbuffer_add_printf(b, "{\"id\": null, \"total\": 0, \"done\": 0, \"failed\": 0, "
+                               "\"running\": false}");
     evbuffer_add_printf(b, ", \"cache\": ");
     if (!st) {
         evbuffer_add_printf(b, "null}\n");
@@ -172,43 +212,76 @@ static int jstring(jcur *j, char *out, size_t cap)
     return 0;
 }
 
-int sh_admin_parse_paths(const char *body, size_t len, int (*cb)(void *ud, const char *path),
-                         void *ud)
+/*
+ * {"paths": [...]} plus, when host is not NULL, an optional "host": "...", in
+ * any order. Unknown or repeated keys are malformed: a typo must not be
+ * silently ignored by an operator's script.
+ */
+static int parse_object(const char *body, size_t len, int (*cb)(void *ud, const char *path),
+                        void *ud, char *host, size_t hostcap)
 {
     jcur j = {body, body + len};
     char key[32], path[4097];
-    int count = 0;
+    int count = 0, seen_paths = 0, seen_host = 0;
+    if (host) host[0] = '\0';
     ws(&j);
     if (j.p >= j.end || *j.p++ != '{') return -1;
-    if (jstring(&j, key, sizeof(key)) || strcmp(key, "paths") != 0) return -1;
-    ws(&j);
-    if (j.p >= j.end || *j.p++ != ':') return -1;
-    ws(&j);
-    if (j.p >= j.end || *j.p++ != '[') return -1;
-    ws(&j);
-    if (j.p < j.end && *j.p == ']') {
-        j.p++;
-    } else {
-        for (;;) {
-            if (jstring(&j, path, sizeof(path))) return -1;
-            if (cb && cb(ud, path) != 0) return -1;
-            count++;
+    for (;;) {
+        if (jstring(&j, key, sizeof(key))) return -1;
+        ws(&j);
+        if (j.p >= j.end || *j.p++ != ':') return -1;
+        ws(&j);
+        if (host && strcmp(key, "host") == 0 && !seen_host) {
+            seen_host = 1;
+            if (jstring(&j, host, hostcap)) return -1;
+        } else if (strcmp(key, "paths") == 0 && !seen_paths) {
+            seen_paths = 1;
+            if (j.p >= j.end || *j.p++ != '[') return -1;
             ws(&j);
-            if (j.p < j.end && *j.p == ',') {
-                j.p++;
-                continue;
-            }
             if (j.p < j.end && *j.p == ']') {
                 j.p++;
-                break;
+            } else {
+                for (;;) {
+                    if (jstring(&j, path, sizeof(path))) return -1;
+                    if (cb && cb(ud, path) != 0) return -1;
+                    count++;
+                    ws(&j);
+                    if (j.p < j.end && *j.p == ',') {
+                        j.p++;
+                        continue;
+                    }
+                    if (j.p < j.end && *j.p == ']') {
+                        j.p++;
+                        break;
+                    }
+                    return -1;
+                }
             }
+        } else {
             return -1;
         }
+        ws(&j);
+        if (j.p < j.end && *j.p == ',') {
+            j.p++;
+            continue;
+        }
+        break;
     }
-    ws(&j);
     if (j.p >= j.end || *j.p++ != '}') return -1;
     ws(&j);
     return j.p == j.end && count > 0 ? count : -1;
+}
+
+int sh_admin_parse_paths(const char *body, size_t len, int (*cb)(void *ud, const char *path),
+                         void *ud)
+{
+    return parse_object(body, len, cb, ud, NULL, 0);
+}
+
+int sh_admin_parse_prefetch(const char *body, size_t len, int (*cb)(void *ud, const char *path),
+                            void *ud, char *host, size_t hostcap)
+{
+    return parse_object(body, len, cb, ud, host, hostcap);
 }
 
 static int check_path(void *ud, const char *path)
@@ -223,6 +296,19 @@ static int apply_path(void *ud, const char *path)
 {
     sh_admin *a = ud;
     return sh_cache_invalidate(a->cache, path, time(NULL)) == 0 ? 0 : -1;
+}
+
+static void reply_invalidation(sh_admin *a, struct evhttp_request *req, size_t slot, int code,
+                               const char *reason)
+{
+    struct evbuffer *b = evbuffer_new();
+    /* CloudFront-like; the rules apply at once, so an invalidation is never InProgress. */
+    evbuffer_add_printf(b,
+                        "{\"id\": \"%s\", \"status\": \"Completed\", \"paths\": %d, "
+                        "\"create_time\": \"%s\"}\n",
+                        a->inval[slot].id, a->inval[slot].paths, a->inval[slot].create_time);
+    reply_json(req, code, reason, b);
+    evbuffer_free(b);
 }
 
 static void handle_invalidations(sh_admin *a, struct evhttp_request *req)
@@ -251,12 +337,151 @@ static void handle_invalidations(sh_admin *a, struct evhttp_request *req)
         reply_error(req, 500, "Internal Server Error", "invalidation could not be persisted");
         return;
     }
-    sh_log(SH_LOG_INFO, "admin: invalidation I%lu of %d path(s)", a->next_id, n);
+    size_t slot = a->ninval++ % SH_ADMIN_INVAL_HISTORY;
+    sh_admin_new_id('I', a->inval[slot].id);
+    sh_admin_iso_time(a->inval[slot].create_time);
+    a->inval[slot].paths = n;
+    sh_log(SH_LOG_INFO, "admin: invalidation %s of %d path(s)", a->inval[slot].id, n);
+    reply_invalidation(a, req, slot, 201, "Created");
+}
+
+/* GET /invalidations/<id> */
+static void handle_invalidation_get(sh_admin *a, struct evhttp_request *req, const char *id)
+{
+    size_t have = a->ninval < SH_ADMIN_INVAL_HISTORY ? a->ninval : SH_ADMIN_INVAL_HISTORY;
+    for (size_t i = 0; i < have; i++)
+        if (strcmp(a->inval[i].id, id) == 0) {
+            reply_invalidation(a, req, i, 200, "OK");
+            return;
+        }
+    reply_error(req, 404, "Not Found", "no such invalidation (only the last 256 are kept)");
+}
+
+/* ---- POST /prefetch, GET /prefetch/<id> ------------------------------------ */
+
+typedef struct {
+    char **v;
+    size_t n, cap;
+} path_list;
+
+/* Sent as the request target as is: visible ASCII only, no fragment. */
+static int prefetch_path_ok(const char *path)
+{
+    size_t len = strlen(path);
+    if (len == 0 || len > 4000 || path[0] != '/') return 0;
+    for (size_t i = 0; i < len; i++)
+        if (path[i] < 0x21 || path[i] > 0x7e || path[i] == '#') return 0;
+    return 1;
+}
+
+static int collect_path(void *ud, const char *path)
+{
+    path_list *l = ud;
+    if (!prefetch_path_ok(path)) return -1;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 64;
+        l->v = sh_realloc(l->v, l->cap * sizeof *l->v);
+    }
+    l->v[l->n++] = sh_strdup(path);
+    return 0;
+}
+
+static void handle_prefetch(sh_admin *a, struct evhttp_request *req)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    char host[256], id[SH_PREFETCH_ID_LEN];
+    path_list l = {0};
+    if (!a->prefetch) {
+        reply_error(req, 409, "Conflict", a->prefetch_err);
+        return;
+    }
+    const char *body = len ? (const char *)evbuffer_pullup(in, -1) : "";
+    int n = sh_admin_parse_prefetch(body, len, collect_path, &l, host, sizeof host);
+    for (size_t i = 0; n >= 0 && host[i]; i++)
+        if (host[i] < 0x21 || host[i] > 0x7e || host[i] == '/') n = -1;
+    if (n < 0) {
+        for (size_t i = 0; i < l.n; i++)
+            sh_free(l.v[i]);
+        sh_free(l.v);
+        reply_error(req, 400, "Bad Request",
+                    "expected {\"paths\": [\"/path\", ...], \"host\": \"optional Host\"}: paths "
+                    "start with '/', visible ASCII only");
+        return;
+    }
+    int rc = sh_prefetch_start(a->prefetch, l.v, l.n, host, id);
+    if (rc == -1) {
+        reply_error(req, 409, "Conflict", "a prefetch is already running: see GET /stats");
+        return;
+    }
+    if (rc != 0) {
+        reply_error(req, 500, "Internal Server Error", "cannot start the prefetch");
+        return;
+    }
     struct evbuffer *b = evbuffer_new();
-    evbuffer_add_printf(b, "{\"id\": \"I%lu\", \"status\": \"Completed\", \"paths\": %d}\n",
-                        a->next_id++, n);
-    reply_json(req, 201, "Created", b);
+    evbuffer_add_printf(b, "{\"id\": \"%s\", \"total\": %d}\n", id, n);
+    reply_json(req, 202, "Accepted", b);
     evbuffer_free(b);
+}
+
+static void handle_prefetch_get(sh_admin *a, struct evhttp_request *req, const char *id)
+{
+    sh_prefetch_progress pf;
+    if (sh_prefetch_get(a->prefetch, &pf) != 0 || strcmp(pf.id, id) != 0) {
+        reply_error(req, 404, "Not Found", "no such prefetch (only the last one is kept)");
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add_printf(b,
+                        "{\"id\": \"%s\", \"create_time\": \"%s\", \"total\": %zu, \"done\": %zu, "
+                        "\"failed\": %zu, \"running\": %s, \"errors\": [",
+                        pf.id, pf.create_time, pf.total, pf.done, pf.failed,
+                        pf.running ? "true" : "false");
+    for (size_t i = 0; i < pf.nerrors; i++) {
+        evbuffer_add_printf(b, "%s{\"path\": ", i ? ", " : "");
+        json_str(b, pf.errors[i].path);
+        evbuffer_add_printf(b, ", \"status\": %d}", pf.errors[i].status);
+    }
+    evbuffer_add_printf(b, "]}\n");
+    reply_json(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+/* ---- bearer token ------------------------------------------------------------ */
+
+/*
+ * Both sides are hashed first so the comparison is constant-time over equal
+ * lengths and does not reveal the token's length either.
+ */
+static int authorized(const sh_config *cfg, struct evhttp_request *req)
+{
+    const char *want = cfg->admin.token;
+    if (!want) return 1;
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    int ok = 0;
+    if (h) {
+        while (*h == ' ' || *h == '\t')
+            h++;
+        if (strncasecmp(h, "Bearer", 6) == 0 && (h[6] == ' ' || h[6] == '\t')) {
+            const char *t = h + 7;
+            while (*t == ' ' || *t == '\t')
+                t++;
+            size_t tl = strlen(t);
+            while (tl && (t[tl - 1] == ' ' || t[tl - 1] == '\t'))
+                tl--;
+            unsigned char got[SHA256_DIGEST_LENGTH], exp[SHA256_DIGEST_LENGTH];
+            SHA256((const unsigned char *)t, tl, got);
+            SHA256((const unsigned char *)want, strlen(want), exp);
+            ok = CRYPTO_memcmp(got, exp, sizeof got) == 0;
+        }
+    }
+    if (ok) return 1;
+    evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                      h ? "Bearer realm=\"shield-admin\", error=\"invalid_token\""
+                        : "Bearer realm=\"shield-admin\"");
+    reply_error(req, 401, "Unauthorized",
+                "the Authorization: Bearer <token> header is missing or wrong");
+    return 0;
 }
 
 static void admin_cb(struct evhttp_request *req, void *arg)
@@ -264,10 +489,24 @@ static void admin_cb(struct evhttp_request *req, void *arg)
     sh_admin *a = arg;
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    /* The token and the alarm thresholds follow configuration reloads. */
+    sh_snapshot *snap = sh_snapshot_current();
+    const sh_config *cur = snap ? snap->cfg : a->cfg;
+    int ok = authorized(cur, req);
+    sh_metrics_src ms = {cur, a->cache, a->workers, a->nworkers};
+    int done = !ok || (path && m == EVHTTP_REQ_GET && sh_admin_monitor(&ms, path, req));
+    sh_snapshot_unref(snap);
+    if (done) return;
     if (path && strcmp(path, "/stats") == 0 && m == EVHTTP_REQ_GET)
         handle_stats(a, req);
     else if (path && strcmp(path, "/invalidations") == 0 && m == EVHTTP_REQ_POST)
         handle_invalidations(a, req);
+    else if (path && strncmp(path, "/invalidations/", 15) == 0 && m == EVHTTP_REQ_GET)
+        handle_invalidation_get(a, req, path + 15);
+    else if (path && strcmp(path, "/prefetch") == 0 && m == EVHTTP_REQ_POST)
+        handle_prefetch(a, req);
+    else if (path && strncmp(path, "/prefetch/", 10) == 0 && m == EVHTTP_REQ_GET)
+        handle_prefetch_get(a, req, path + 10);
     else
         reply_error(req, 404, "Not Found", "no such endpoint");
 }
@@ -291,7 +530,7 @@ sh_admin *sh_admin_start(const sh_config *cfg, sh_cache *cache, sh_worker *const
     a->cache = cache;
     a->workers = workers;
     a->nworkers = nworkers;
-    a->next_id = 1;
+    a->prefetch = sh_prefetch_new(cfg, a->prefetch_err, sizeof a->prefetch_err);
     a->stop_fd[0] = a->stop_fd[1] = -1;
     a->base = event_base_new();
     a->http = a->base ? evhttp_new(a->base) : NULL;
@@ -332,6 +571,8 @@ void sh_admin_stop(sh_admin *a)
             sh_log(SH_LOG_ERROR, "admin: stop: %s", strerror(errno));
         pthread_join(a->thread, NULL);
     }
+    /* After the loop: no request can start another prefetch now. */
+    sh_prefetch_free(a->prefetch);
     if (a->stop_ev) event_free(a->stop_ev);
     if (a->http) evhttp_free(a->http);
     if (a->base) event_base_free(a->base);

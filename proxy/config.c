@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
+#include <openssl/crypto.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -963,6 +964,44 @@ static void parse_behaviors(scope *top, sh_config *cfg)
                    "behaviors: the last behavior must have path \"*\"");
 }
 
+/*
+ * The admin bearer token: the first line of token_file, trimmed. Read here and
+ * not by the admin thread so that `shield -t` and a reload report a missing or
+ * empty file as file:line instead of starting with an API nobody can use.
+ */
+static void read_admin_token(scope *as, sh_admin_conf *ad)
+{
+    char line[4098];
+    FILE *f = fopen(ad->token_file, "r");
+    if (!f) {
+        cfg_err_at(as->ld, cfg_member(as, "token_file"), "admin.token_file \"%s\": cannot open: %s",
+                   ad->token_file, strerror(errno));
+        return;
+    }
+    char *r = fgets(line, sizeof line, f);
+    int err = ferror(f);
+    fclose(f);
+    if (!r) line[0] = '\0';
+    size_t n = strlen(line), b = 0;
+    const char *why = err ? "cannot read" : NULL;
+    if (!why && n == sizeof line - 1 && line[n - 1] != '\n')
+        why = "first line longer than 4096 bytes";
+    while (n && isspace((unsigned char)line[n - 1]))
+        line[--n] = '\0';
+    while (b < n && isspace((unsigned char)line[b]))
+        b++;
+    if (!why && b == n) why = "empty (the token is the first line)";
+    for (size_t i = b; !why && i < n; i++)
+        if (line[i] < 0x21 || line[i] > 0x7e)
+            why = "the token must be visible ASCII without spaces";
+    if (why)
+        cfg_err_at(as->ld, cfg_member(as, "token_file"), "admin.token_file \"%s\": %s",
+                   ad->token_file, why);
+    else
+        ad->token = sh_strdup(line + b);
+    OPENSSL_cleanse(line, sizeof line);
+}
+
 static void parse_globals(scope *top, sh_config *cfg)
 {
     /* CloudFront's viewer limits. Counts take the size syntax too ("8K"). */
@@ -1021,13 +1060,18 @@ static void parse_globals(scope *top, sh_config *cfg)
     if (ds && cfg_get_str(ds, "path", &v) == 1) cfg_set_str(&cfg->cache.disk_path, v);
 
     cfg->admin.address = sh_strdup("");
-    scope *as = cfg_opt_group(top, "admin", "address", &sc);
+    cfg->admin.token_file = sh_strdup("");
+    scope *as = cfg_opt_group(top, "admin", "address token_file", &sc);
     if (as && cfg_get_str(as, "address", &v) == 1 && *v) {
         if (sh_parse_address(v, &cfg->admin.addr, &cfg->admin.addrlen) != 0)
             cfg_err_at(top->ld, cfg_member(as, "address"),
                        "admin.address \"%s\": expected host:port with a numeric address", v);
         else
             cfg_set_str(&cfg->admin.address, v);
+    }
+    if (as && cfg_get_str(as, "token_file", &v) == 1 && *v) {
+        cfg_set_str(&cfg->admin.token_file, v);
+        read_admin_token(as, &cfg->admin);
     }
 }
 
@@ -1116,6 +1160,9 @@ void sh_config_free(sh_config *cfg)
     sh_free(cfg->behaviors);
     sh_free(cfg->default_root_object);
     sh_free(cfg->admin.address);
+    sh_free(cfg->admin.token_file);
+    if (cfg->admin.token) OPENSSL_cleanse(cfg->admin.token, strlen(cfg->admin.token));
+    sh_free(cfg->admin.token);
     sh_free(cfg->cache.disk_path);
     sh_free(cfg->error_log);
     sh_free(cfg->node_name);

@@ -442,6 +442,8 @@ void cfg_parse_edge(scope *top, sh_config *cfg)
     parse_geo(top, cfg);
     parse_ratelimit(top, cfg);
     parse_waf(top, cfg);
+    cfg_parse_log(top, cfg);
+    cfg_parse_alarms(top, cfg);
 }
 
 /* ---- behaviors ------------------------------------------------------------------------------ */
@@ -590,4 +592,5 @@ void cfg_free_edge(sh_config *cfg)
     sh_free(cfg->geo.database);
     sh_free(cfg->geo.countries);
     sh_free(cfg->rate_limit.header);
+    cfg_free_log(cfg);
 }

@@ -86,7 +86,7 @@ int cfg_get_strings(scope *sc, const char *key, config_setting_t **out);
 void cfg_set_str(char **dst, const char *v);
 
 /* config_edge.c: the edge-security groups and the per-behavior edge keys. */
-#define EDGE_TOP_KEYS      "tls trusted_proxies signed_urls sigv4 geo rate_limit waf"
+#define EDGE_TOP_KEYS      "tls trusted_proxies signed_urls sigv4 geo rate_limit waf log alarms popular"
 #define EDGE_BEHAVIOR_KEYS "viewer_protocol signed compress cors"
 void cfg_parse_edge(scope *top, sh_config *cfg);
 void cfg_parse_behavior_edge(scope *el, sh_config *cfg, sh_behavior_conf *b);
@@ -94,5 +94,11 @@ void cfg_parse_behavior_edge(scope *el, sh_config *cfg, sh_behavior_conf *b);
 void cfg_check_edge(scope *top, sh_config *cfg);
 void cfg_free_edge(sh_config *cfg);
 void cfg_free_behavior_edge(sh_behavior_conf *b);
+
+/* config_log.c: the log group (access log), called from cfg_parse_edge / cfg_free_edge. */
+void cfg_parse_log(scope *top, sh_config *cfg);
+void cfg_free_log(sh_config *cfg);
+/* config_alarms.c: the alarms and popular groups, called from cfg_parse_edge. */
+void cfg_parse_alarms(scope *top, sh_config *cfg);
 
 #endif

@@ -329,6 +329,62 @@ static void conn_log_unfinished(sh_conn *c)
     r->conn = NULL; /* logged: never twice */
 }
 
+/* A request refused on its request line (before llhttp made sense of it) is
+ * still logged with what can be read of it: a known method and the target,
+ * pointing into the unconsumed input, which stays put until the log line is
+ * written (conn_reject -> conn_finish runs synchronously). */
+static void conn_salvage_line(sh_conn *c, sh_req *r)
+{
+    static const char *const known[] = {"GET",     "HEAD",  "POST",    "PUT",  "DELETE",
+                                        "OPTIONS", "PATCH", "CONNECT", "TRACE"};
+    if (c->line_ok) {
+        /* llhttp consumed the line and failed in the headers: it knows the
+         * method, and hbuf holds the target. */
+        if (!c->url_len) return;
+        r->method = llhttp_method_name((llhttp_method_t)c->parser.method);
+        r->method_len = strlen(r->method);
+        r->method_bit = sh_method_bit(r->method, r->method_len);
+        const char *t = c->hbuf + c->url_off;
+        const char *q = memchr(t, '?', c->url_len);
+        r->target = r->path = t;
+        r->target_len = c->url_len;
+        r->path_len = q ? (size_t)(q - t) : r->target_len;
+        if (q) {
+            r->query = q + 1;
+            r->query_len = (size_t)(t + c->url_len - q - 1);
+        }
+        return;
+    }
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t avail = evbuffer_get_length(in);
+    size_t n = avail < c->w->cfg->limits.max_url + 32 ? avail : c->w->cfg->limits.max_url + 32;
+    const char *l = n ? (const char *)evbuffer_pullup(in, (ev_ssize_t)n) : NULL;
+    if (!l) return;
+    const char *sp = memchr(l, ' ', n);
+    if (!sp) return;
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+        if (strlen(known[i]) == (size_t)(sp - l) && memcmp(l, known[i], (size_t)(sp - l)) == 0) {
+            r->method = known[i];
+            r->method_len = (size_t)(sp - l);
+            r->method_bit = sh_method_bit(r->method, r->method_len);
+        }
+    }
+    if (!r->method) return;
+    const char *t = sp + 1, *end = l + n;
+    const char *te = t;
+    while (te < end && *te != ' ' && *te != '\r' && *te != '\n')
+        te++;
+    if (te == t || *t != '/') return;
+    const char *q = memchr(t, '?', (size_t)(te - t));
+    r->target = r->path = t;
+    r->target_len = (size_t)(te - t);
+    r->path_len = q ? (size_t)(q - t) : r->target_len;
+    if (q) {
+        r->query = q + 1;
+        r->query_len = (size_t)(te - q - 1);
+    }
+}
+
 /* The connection-level facts every request starts with; identity may
  * replace the client with a trusted proxy's forwarded address. */
 static void conn_fill_peer(sh_conn *c, sh_req *r)
@@ -495,6 +551,7 @@ static void conn_reject(sh_conn *c, int status, const char *detail)
         r->http_minor = 1;
         r->start_us = sh_now_us();
         conn_fill_peer(c, r);
+        if (c->state == CONN_HEAD) conn_salvage_line(c, r);
     }
     if (!r->request_id[0]) new_request_id(c);
     c->w->stats.requests++;

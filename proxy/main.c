@@ -26,6 +26,7 @@
 #include "shield/admin.h"
 #include "shield/alloc.h"
 #include "shield/cache.h"
+#include "shield/accesslog.h"
 #include "shield/config.h"
 #include "shield/credentials.h"
 #include "shield/log.h"
@@ -271,8 +272,15 @@ int main(int argc, char **argv)
             break;
         }
         if (sig == SIGHUP) reload(conf, workers, started);
-        if (sig == SIGUSR1)
-            sh_log(SH_LOG_INFO, "SIGUSR1: the error log is not reopened by this build");
+        if (sig == SIGUSR1) {
+            /* logrotate: new files for the access log (its logger thread
+             * switches at its next round) and the error log. */
+            sh_accesslog_reopen();
+            if (sh_log_open(cfg->error_log) != 0)
+                sh_log(SH_LOG_ERROR, "SIGUSR1: cannot reopen %s: %s", cfg->error_log,
+                       strerror(errno));
+            sh_log(SH_LOG_INFO, "SIGUSR1: logs reopened");
+        }
     }
     rc = 0;
     sh_admin_stop(admin);

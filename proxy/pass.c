@@ -77,6 +77,28 @@ static void pass_z_start(sh_conn *c, int status)
 
 /* ---- origin fetch ------------------------------------------------------- */
 
+/* What the log needs from the origin's answer: its first-byte time (the
+ * fetch started at c->wait_start_us, see conn_pass_start), a 5xx, and the
+ * byte range of a 206 ("bytes a-b/n"). */
+static void pass_note_response(sh_conn *c, int status)
+{
+    sh_req *r = &c->req;
+    if (c->wait_start_us) r->origin_ttfb_us = sh_now_us() - c->wait_start_us;
+    c->wait_start_us = 0;
+    if (status >= 500) r->origin_error = "5xx";
+    const sh_header *cr = status == 206 ? sh_hdrlist_get(&r->resp.headers, "Content-Range") : NULL;
+    long long a, b;
+    char buf[96];
+    if (cr && cr->value_len < sizeof buf) {
+        memcpy(buf, cr->value, cr->value_len);
+        buf[cr->value_len] = '\0';
+        if (sscanf(buf, "bytes %lld-%lld/", &a, &b) == 2 && a >= 0 && b >= a) {
+            r->range_start = a;
+            r->range_end = b;
+        }
+    }
+}
+
 static void origin_on_response(void *ud, int status, const sh_header *h, size_t n)
 {
     sh_conn *c = ud;
@@ -84,6 +106,7 @@ static void origin_on_response(void *ud, int status, const sh_header *h, size_t 
     sh_hdrlist_clear(&r->resp.headers);
     r->resp.status = status;
     sh_forward_response_headers(r, h, n, &r->resp);
+    pass_note_response(c, status);
     pass_z_start(c, status);
     r->result_type = "Miss";
     conn_add_core_headers(c, &r->resp, "Miss");
@@ -143,6 +166,7 @@ static void origin_on_done(void *ud, origin_result res, const char *detail)
         return;
     }
     c->w->stats.origin_errors++;
+    r->origin_error = origin_result_name(res);
     sh_log(SH_LOG_WARN, "origin %s for %.*s (request %s): %s", origin_result_name(res),
            (int)r->path_len, r->path, r->request_id, detail ? detail : "");
     if (c->head_sent) {
@@ -230,10 +254,13 @@ void conn_pass_start(sh_conn *c)
     conn_origin_request(c, &oreq, &hl, &pq, 0);
     conn_set_state(c, CONN_ORIGIN);
     c->w->stats.origin_fetches++;
+    /* A pass never waits on a fill: the field times the origin instead. */
+    c->wait_start_us = sh_now_us();
     c->fetch = origin_fetch_start(c->w->origin, &oreq, &origin_cbs, c);
     sh_hdrlist_clear(&hl);
     sh_free(pq);
     if (!c->fetch) {
+        c->req.origin_error = "internal";
         conn_set_state(c, CONN_PHASES);
         sh_req_respond(&c->req, 502, NULL, NULL, NULL, NULL);
         conn_send_generated(c);

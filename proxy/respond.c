@@ -62,6 +62,7 @@ void conn_send_head(sh_conn *c, int no_body)
         evbuffer_add(out, "Connection: keep-alive\r\n", 24);
     evbuffer_add(out, "\r\n", 2);
     c->head_sent = 1;
+    if (r->ttfb_us < 0) r->ttfb_us = sh_now_us() - r->start_us; /* time-to-first-byte */
     int cls = r->resp.status / 100;
     c->w->stats.responses_by_class[cls >= 1 && cls <= 5 ? cls : 0]++;
 }

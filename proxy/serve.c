@@ -152,6 +152,12 @@ static void serve_head(sh_conn *c)
     c->rd_off = c->ranges[0].start;
     c->part_started = 0;
 
+    if (c->wait_start_us && o->owner == &c->waiter && !c->hit && !c->head_sent)
+        r->origin_ttfb_us = sh_now_us() - c->wait_start_us; /* this request's own fill */
+    if (c->nranges == 1 && r->resp.status == 206) {
+        r->range_start = c->ranges[0].start;
+        r->range_end = c->ranges[0].end;
+    }
     if (c->wait_start_us) {
         atomic_fetch_add_explicit(&sh_cache_stats(c->w->cache)->fill_wait_us,
                                   (uint64_t)(sh_now_us() - c->wait_start_us), memory_order_relaxed);
@@ -229,6 +235,8 @@ static void serve_pump(sh_conn *c)
         }
         if (c->rd_off >= avail) {
             if (state == CACHE_OBJ_FAILED) {
+                c->req.detailed_result = "OriginReadError";
+                c->req.origin_error = "read";
                 conn_abort(c, "fill failed mid-body");
                 return;
             }
@@ -294,6 +302,9 @@ static void serve_notify(cache_waiter *wt, unsigned ev)
              * mid-body (head, the bytes there are, abort) whatever the timing
              * of this viewer's wake-up, so viewers always see the same thing. */
             int status = o->fail == CACHE_FAIL_ORIGIN_TIMEOUT ? 504 : 502;
+            c->req.origin_error = o->fail == CACHE_FAIL_ORIGIN_TIMEOUT   ? "timeout"
+                                  : o->fail == CACHE_FAIL_ORIGIN_CONNECT ? "connect"
+                                                                         : "origin";
             c->req.result_type = "Error";
             c->req.detailed_result = o->fail == CACHE_FAIL_ORIGIN_TIMEOUT   ? "OriginCommError"
                                      : o->fail == CACHE_FAIL_ORIGIN_CONNECT ? "OriginConnectError"

@@ -106,5 +106,13 @@ int sh_snapshot_compatible(const sh_config *cur, const sh_config *next, char *wh
     if (!str_eq(cur->error_log, next->error_log)) WHY("node.error_log changed");
     if (cur->rate_limit.max_clients != next->rate_limit.max_clients)
         WHY("rate_limit.max_clients changed");
+    const sh_log_conf *la = &cur->log, *lb = &next->log;
+    if (!str_eq(la->access_dir, lb->access_dir) ||
+        !str_eq(la->distribution_id, lb->distribution_id) || !str_eq(la->domain, lb->domain) ||
+        la->retention_days != lb->retention_days || la->ring_size != lb->ring_size)
+        WHY("log.access changed");
+    if (cur->alarms.popular_window_ms != next->alarms.popular_window_ms ||
+        cur->alarms.popular_entries != next->alarms.popular_entries)
+        WHY("popular changed");
     return ok;
 }

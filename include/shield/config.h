@@ -268,7 +268,38 @@ typedef struct sh_admin_conf {
     char *address;                /* "" (default) = no admin listener; e.g. "127.0.0.1:9090" */
     struct sockaddr_storage addr; /* resolved when address is set */
     socklen_t addrlen;
+    /* token_file = "": the API is open (keep it on loopback). Otherwise every
+     * admin request needs "Authorization: Bearer <token>", the token being the
+     * file's first line without surrounding whitespace, read at load time so a
+     * reload picks up a rotated token and `shield -t` reports a bad file. */
+    char *token_file;
+    char *token; /* NULL when token_file is "" */
 } sh_admin_conf;
+
+/* Logs (proxy/config_log.c): the CloudFront standard access log (shield/accesslog.h). */
+typedef struct sh_log_conf {
+    char *access_dir;        /* access.dir: "" (default) = no access log */
+    char *distribution_id;   /* access.distribution_id: file name prefix, default "E2SHIELD" */
+    char *domain;            /* access.domain: cs(Host); "" (default) = the viewer's Host */
+    uint64_t retention_days; /* access.retention_days: older hourly files deleted; 0 = keep */
+    size_t ring_size;        /* access.ring_size: lines queued per worker, default 4096 */
+    int line;                /* of the access group, for messages */
+} sh_log_conf;
+
+/* Health alarms for GET /healthz and heavy hitters for GET /popular
+ * (proxy/config_alarms.c, proxy/admin_metrics.c). A rate alarm applies only
+ * once its window holds min_requests samples, so an idle shield is healthy. */
+typedef struct sh_alarms_conf {
+    uint64_t window_ms;             /* alarms.window: rolling window, default 60 s (1 s - 1 h) */
+    double error_rate_5xx;          /* % of requests answered 5xx above which it fires, default 5 */
+    double min_cache_hit_rate;      /* % of cacheable requests served from cache below which it
+                                       fires, default 70; 0 = off */
+    uint64_t max_origin_latency_ms; /* average origin first-byte latency above which it fires,
+                                       default 1000 ms; 0 = off */
+    uint64_t min_requests;          /* samples an alarm needs in the window, default 20 */
+    uint64_t popular_window_ms;     /* popular.window: heavy-hitter window, default 300 s */
+    size_t popular_entries;         /* popular.entries: keys tracked per worker, default 512 */
+} sh_alarms_conf;
 
 typedef struct sh_config {
     char *file; /* path it was loaded from */
@@ -298,6 +329,8 @@ typedef struct sh_config {
     sh_geo_conf geo;
     sh_ratelimit_conf rate_limit;
     sh_waf_conf waf;
+    sh_log_conf log;
+    sh_alarms_conf alarms;
 } sh_config;
 
 /*

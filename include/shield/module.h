@@ -221,5 +221,7 @@ extern const sh_module sh_module_sigv4;      /* AUTH: SigV4 */
 extern const sh_module sh_module_cors;       /* PRECONTENT (preflight) + RESPONSE */
 extern const sh_module sh_module_headers;    /* RESPONSE: security headers */
 extern const sh_module sh_module_compress;   /* RESPONSE: gzip/br decision */
+extern const sh_module sh_module_access_log; /* LOG: CloudFront standard access log */
+extern const sh_module sh_module_metrics;    /* LOG: /metrics, /healthz, /popular */
 
 #endif

@@ -40,7 +40,8 @@ void sh_snapshot_publish(sh_snapshot *s);
 
 /*
  * Can next replace cur without a restart? Listeners, worker count, the cache
- * engine, the admin listener and the error log are built once at start: a
+ * engine, the admin listener, the error log, the access log's files, the
+ * rate-limit table size and the heavy-hitter sketch are built once at start: a
  * change there is refused (with the reasons written to why) rather than
  * half-applied. 1 = compatible.
  */

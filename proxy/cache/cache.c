@@ -7,6 +7,7 @@
  * not allocate and does not touch any global lock (the eviction policy's hit
  * hook is lock-free).
  */
+#include "shield/hash.h"
 #include "shield/cache.h"
 
 #include <stdio.h>
@@ -117,19 +118,7 @@ void cache_obj_unref(cache_obj *o)
 
 static uint64_t key_hash(const char *k, size_t n)
 {
-    /* FNV-1a then a splitmix finaliser: cheap, and the finaliser spreads the
-     * low bits used for shard and bucket selection. */
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)k[i];
-        h *= 0x100000001b3ULL;
-    }
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebULL;
-    h ^= h >> 31;
-    return h;
+    return sh_hash_bytes(k, n, 0);
 }
 
 static cache_obj *obj_new(sh_cache *c, const char *key, size_t keylen, uint64_t hash)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import SAN as SHIELD_SAN, behavior, curl, free_port, get, http_origin, wait_until
+from conftest import SAN as SHIELD_SAN, behavior, curl, free_port, get, http_origin, port_open, wait_until
 from origin import Reply, ScriptedOrigin, det_body
 
 NAMES = {
@@ -115,16 +115,8 @@ def start_tls_shield(factory, origin, certs, workers=2, **tls_over):
                  port=port, node={'name': 'test-node', 'workers': workers},
                  admin={'address': f'127.0.0.1:{admin_port}'}, **over)
     sh.tls_port, sh.admin_port = tls_port, admin_port
-    wait_until(lambda: _tls_ready(tls_port), 10, what='TLS listener')
+    wait_until(lambda: port_open(tls_port), 10, what='TLS listener')
     return sh
-
-
-def _tls_ready(port):
-    try:
-        socket.create_connection(('127.0.0.1', port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope='module')

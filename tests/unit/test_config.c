@@ -1082,6 +1082,62 @@ static void test_free_null(void **state)
     sh_config_free(NULL);
 }
 
+/* admin.token_file: the token is the trimmed first line; errors carry file:line. */
+static void test_admin_token_file(void **state)
+{
+    char dir[] = "/tmp/shield-test-token-XXXXXX", path[128], text[512], want[512];
+    assert_non_null(mkdtemp(dir));
+    static const struct {
+        const char *name, *content, *why; /* content NULL: the file does not exist */
+    } cases[] = {
+        {"ok", "  s3cr3t-T0ken \nignored second line\n", NULL},
+        {"missing", NULL, "cannot open: No such file or directory"},
+        {"empty", "", "empty (the token is the first line)"},
+        {"blank", " \t\n\nnot-the-first-line\n", "empty (the token is the first line)"},
+        {"space", "two words\n", "the token must be visible ASCII without spaces"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, cases[i].name);
+        if (cases[i].content) {
+            FILE *f = fopen(path, "w");
+            assert_non_null(f);
+            fputs(cases[i].content, f);
+            fclose(f);
+        }
+        snprintf(text, sizeof text,
+                 MINIMAL "admin = {\n  address = \"127.0.0.1:9090\";\n  token_file = \"%s\";\n};\n",
+                 path);
+        if (!cases[i].why) {
+            sh_config *cfg = load_ok(text);
+            assert_string_equal(cfg->admin.token_file, path);
+            assert_string_equal(cfg->admin.token, "s3cr3t-T0ken");
+            sh_config_free(cfg);
+            continue;
+        }
+        snprintf(want, sizeof want, "t.conf:6: admin.token_file \"%s\": %s\n", path, cases[i].why);
+        expect_errors(text, want);
+    }
+    /* Longer than a line buffer: refused, not cut. */
+    snprintf(path, sizeof path, "%s/long", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 5000; i++)
+        fputc('a', f);
+    fclose(f);
+    snprintf(text, sizeof text, MINIMAL "admin = { token_file = \"%s\"; };\n", path);
+    snprintf(want, sizeof want,
+             "t.conf:4: admin.token_file \"%s\": first line longer than 4096 bytes\n", path);
+    expect_errors(text, want);
+    /* Default: no token, the API is open. */
+    sh_config *cfg =
+        load_ok(MINIMAL "admin = { address = \"127.0.0.1:9090\"; token_file = \"\"; };\n");
+    assert_string_equal(cfg->admin.token_file, "");
+    assert_null(cfg->admin.token);
+    sh_config_free(cfg);
+    snprintf(text, sizeof text, "rm -rf %s", dir);
+    assert_int_equal(system(text), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1110,6 +1166,7 @@ int main(void)
         cmocka_unit_test(test_edge_defaults),
         cmocka_unit_test_setup_teardown(test_edge_full, make_keys, rm_keys),
         cmocka_unit_test_setup_teardown(test_err_edge, make_keys, rm_keys),
+        cmocka_unit_test(test_admin_token_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
