@@ -15,7 +15,7 @@ RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
         libcurl4 libconfig9 libjemalloc2 libmaxminddb0 libbrotli1 libssl3 zlib1g \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --no-create-home shield
-COPY --from=build /src/build/shield /usr/local/bin/shield
+COPY --from=build /src/build/shield /src/build/shieldctl /usr/local/bin/
 COPY conf/shield.conf /etc/shield/shield.conf
 USER shield
 EXPOSE 8080 8443
