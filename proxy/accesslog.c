@@ -26,25 +26,11 @@
 #include "shield/accesslog.h"
 #include "shield/alloc.h"
 #include "shield/log.h"
+#include "shield/logring.h"
 
-/* A queued line: the time picks its hourly file. */
-typedef struct alog_rec {
-    int64_t ts_us;
-    size_t len;
-    char line[]; /* len bytes + '\n' */
-} alog_rec;
-
-/*
- * Single producer (the worker), single consumer (whoever holds lg.mu). head is
- * written only by the producer, tail only by the consumer; release/acquire on
- * them publishes the slot contents. Pending bytes are bounded too, so a flood
- * of 20 KB lines cannot make ring_size * 20 KB of memory.
- */
+/* A worker's ring (shield/logring.h) on the logger's list. */
 struct sh_alog_ring {
-    _Atomic size_t head, tail;
-    _Atomic size_t bytes;
-    size_t mask;
-    alog_rec **slots;
+    sh_logring *ring;
     struct sh_alog_ring *next; /* lg.rings, under lg.mu */
 };
 
@@ -141,12 +127,10 @@ int sh_accesslog_enabled(void)
 sh_alog_ring *sh_accesslog_ring_new(void)
 {
     if (!lg.running) return NULL;
-    size_t cap = 2;
-    while (cap < lg.ring_size)
-        cap <<= 1;
     sh_alog_ring *r = sh_calloc(1, sizeof(*r));
-    r->mask = cap - 1;
-    r->slots = sh_calloc(cap, sizeof(*r->slots));
+    /* Pending bytes are bounded too, so a flood of 20 KB lines cannot make
+     * ring_size * 20 KB of memory. */
+    r->ring = sh_logring_new(lg.ring_size, RING_MAX_BYTES);
     pthread_mutex_lock(&lg.mu);
     r->next = lg.rings;
     lg.rings = r;
@@ -156,22 +140,9 @@ sh_alog_ring *sh_accesslog_ring_new(void)
 
 int sh_accesslog_push(sh_alog_ring *r, int64_t ts_us, const char *line, size_t len)
 {
-    size_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-    size_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
-    if (head - tail > r->mask ||
-        atomic_load_explicit(&r->bytes, memory_order_relaxed) + len > RING_MAX_BYTES) {
-        atomic_fetch_add_explicit(&dropped, 1, memory_order_relaxed);
-        return -1;
-    }
-    alog_rec *rec = sh_malloc(sizeof(*rec) + len + 1);
-    rec->ts_us = ts_us;
-    rec->len = len + 1;
-    memcpy(rec->line, line, len);
-    rec->line[len] = '\n';
-    atomic_fetch_add_explicit(&r->bytes, len, memory_order_relaxed);
-    r->slots[head & r->mask] = rec;
-    atomic_store_explicit(&r->head, head + 1, memory_order_release);
-    return 0;
+    if (sh_logring_push(r->ring, ts_us, line, len) == 0) return 0;
+    atomic_fetch_add_explicit(&dropped, 1, memory_order_relaxed);
+    return -1;
 }
 
 uint64_t sh_accesslog_dropped(void)
@@ -338,8 +309,9 @@ static void sweep(int leftovers, int64_t now_hour)
     lg.last_retention = now_hour;
 }
 
-static void write_rec(alog_rec *rec)
+static void write_rec(const sh_logrec *rec, void *arg)
 {
+    (void)arg;
     int64_t hour = rec->ts_us / 3600000000LL;
     /* Rings are drained one after another, so a line of the previous hour can
      * come after one of the new hour: it goes into the newer file rather than
@@ -349,7 +321,7 @@ static void write_rec(alog_rec *rec)
         atomic_fetch_add_explicit(&dropped, 1, memory_order_relaxed);
         return;
     }
-    if (write_all(lg.fd, rec->line, rec->len) != 0) {
+    if (write_all(lg.fd, rec->data, rec->len) != 0) {
         atomic_fetch_add_explicit(&dropped, 1, memory_order_relaxed);
         static int64_t last_warn;
         if (rec->ts_us - last_warn > 60000000LL) {
@@ -361,16 +333,7 @@ static void write_rec(alog_rec *rec)
 
 static void drain_ring(sh_alog_ring *r)
 {
-    size_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
-    size_t head = atomic_load_explicit(&r->head, memory_order_acquire);
-    for (; tail != head; tail++) {
-        alog_rec *rec = r->slots[tail & r->mask];
-        r->slots[tail & r->mask] = NULL;
-        write_rec(rec);
-        atomic_fetch_sub_explicit(&r->bytes, rec->len - 1, memory_order_relaxed);
-        sh_free(rec);
-        atomic_store_explicit(&r->tail, tail + 1, memory_order_release);
-    }
+    sh_logring_drain(r->ring, write_rec, NULL);
 }
 
 /* One round of the logger, under lg.mu. */
@@ -399,7 +362,7 @@ void sh_accesslog_ring_free(sh_alog_ring *r)
         }
     }
     pthread_mutex_unlock(&lg.mu);
-    sh_free(r->slots);
+    sh_logring_free(r->ring);
     sh_free(r);
 }
 

@@ -20,6 +20,7 @@
 #include "shield/alloc.h"
 #include "shield/cache.h"
 #include "shield/module.h"
+#include "shield/realtime_log.h"
 #include "shield/worker.h"
 
 #define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
@@ -256,6 +257,11 @@ static void render_metrics(const sh_metrics_src *src, struct evbuffer *b)
                             sh_counter_name((sh_counter)c), edge[c]);
     scalar(b, "shield_access_log_dropped_total", "counter",
            "Access log lines dropped because a worker's ring was full.", sh_accesslog_dropped());
+    scalar(b, "shield_realtime_log_sent_total", "counter", "Real-time log records delivered.",
+           sh_realtime_sent());
+    scalar(b, "shield_realtime_log_dropped_total", "counter",
+           "Real-time log records dropped (ring full or target unreachable).",
+           sh_realtime_dropped());
 
     sh_alarm_state al;
     sh_alarms_eval(src, sh_now_us(), &al);

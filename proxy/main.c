@@ -27,6 +27,7 @@
 #include "shield/alloc.h"
 #include "shield/cache.h"
 #include "shield/accesslog.h"
+#include "shield/realtime_log.h"
 #include "shield/config.h"
 #include "shield/credentials.h"
 #include "shield/log.h"
@@ -276,6 +277,7 @@ int main(int argc, char **argv)
             /* logrotate: new files for the access log (its logger thread
              * switches at its next round) and the error log. */
             sh_accesslog_reopen();
+            sh_realtime_reopen();
             if (sh_log_open(cfg->error_log) != 0)
                 sh_log(SH_LOG_ERROR, "SIGUSR1: cannot reopen %s: %s", cfg->error_log,
                        strerror(errno));

@@ -5,10 +5,10 @@
 
 /* The registry: run order within a phase. A new feature adds itself here. */
 const sh_module *const sh_modules[] = {
-    &sh_module_waf,     &sh_module_identity, &sh_module_behaviors,  &sh_module_ratelimit,
-    &sh_module_geo,     &sh_module_protocol, &sh_module_signed_url, &sh_module_sigv4,
-    &sh_module_cors,    &sh_module_headers,  &sh_module_compress,   &sh_module_access_log,
-    &sh_module_metrics,
+    &sh_module_waf,          &sh_module_identity, &sh_module_behaviors,  &sh_module_ratelimit,
+    &sh_module_geo,          &sh_module_protocol, &sh_module_signed_url, &sh_module_sigv4,
+    &sh_module_cors,         &sh_module_headers,  &sh_module_compress,   &sh_module_access_log,
+    &sh_module_realtime_log, &sh_module_metrics,
 };
 const size_t sh_nmodules = sizeof(sh_modules) / sizeof(sh_modules[0]);
 

@@ -111,6 +111,9 @@ int sh_snapshot_compatible(const sh_config *cur, const sh_config *next, char *wh
         !str_eq(la->distribution_id, lb->distribution_id) || !str_eq(la->domain, lb->domain) ||
         la->retention_days != lb->retention_days || la->ring_size != lb->ring_size)
         WHY("log.access changed");
+    if (!str_eq(la->rt_target, lb->rt_target) || la->rt_sampling != lb->rt_sampling ||
+        la->rt_fields != lb->rt_fields || la->rt_ring_size != lb->rt_ring_size)
+        WHY("log.realtime changed");
     if (cur->alarms.popular_window_ms != next->alarms.popular_window_ms ||
         cur->alarms.popular_entries != next->alarms.popular_entries)
         WHY("popular changed");

@@ -276,7 +276,8 @@ typedef struct sh_admin_conf {
     char *token; /* NULL when token_file is "" */
 } sh_admin_conf;
 
-/* Logs (proxy/config_log.c): the CloudFront standard access log (shield/accesslog.h). */
+/* Logs (proxy/config_log.c): the CloudFront standard access log (shield/accesslog.h)
+ * and the real-time log (shield/realtime_log.h). */
 typedef struct sh_log_conf {
     char *access_dir;        /* access.dir: "" (default) = no access log */
     char *distribution_id;   /* access.distribution_id: file name prefix, default "E2SHIELD" */
@@ -284,6 +285,11 @@ typedef struct sh_log_conf {
     uint64_t retention_days; /* access.retention_days: older hourly files deleted; 0 = keep */
     size_t ring_size;        /* access.ring_size: lines queued per worker, default 4096 */
     int line;                /* of the access group, for messages */
+    char *rt_target;         /* realtime.target: "" (default) = off; "file:/path",
+                                "unix:/path" (datagram socket), "udp:host:port" */
+    unsigned rt_sampling;    /* realtime.sampling: percent of requests, 1-100, default 100 */
+    uint64_t rt_fields;      /* realtime.fields: bit i = sh_realtime_field_names[i]; default all */
+    size_t rt_ring_size;     /* realtime.ring_size: records queued per worker, default 4096 */
 } sh_log_conf;
 
 /* Health alarms for GET /healthz and heavy hitters for GET /popular

@@ -210,18 +210,19 @@ void sh_modules_reload(const sh_config *cfg);
 void sh_modules_fini(void);
 
 /* The modules, in registry order (proxy/pipeline.c). */
-extern const sh_module sh_module_waf;        /* SANITY: input rules */
-extern const sh_module sh_module_identity;   /* IDENTITY: trusted proxies */
-extern const sh_module sh_module_behaviors;  /* ROUTE */
-extern const sh_module sh_module_ratelimit;  /* RATELIMIT */
-extern const sh_module sh_module_geo;        /* GEO */
-extern const sh_module sh_module_protocol;   /* PROTOCOL: viewer protocol policy */
-extern const sh_module sh_module_signed_url; /* AUTH: CloudFront signed URLs/cookies */
-extern const sh_module sh_module_sigv4;      /* AUTH: SigV4 */
-extern const sh_module sh_module_cors;       /* PRECONTENT (preflight) + RESPONSE */
-extern const sh_module sh_module_headers;    /* RESPONSE: security headers */
-extern const sh_module sh_module_compress;   /* RESPONSE: gzip/br decision */
-extern const sh_module sh_module_access_log; /* LOG: CloudFront standard access log */
-extern const sh_module sh_module_metrics;    /* LOG: /metrics, /healthz, /popular */
+extern const sh_module sh_module_waf;          /* SANITY: input rules */
+extern const sh_module sh_module_identity;     /* IDENTITY: trusted proxies */
+extern const sh_module sh_module_behaviors;    /* ROUTE */
+extern const sh_module sh_module_ratelimit;    /* RATELIMIT */
+extern const sh_module sh_module_geo;          /* GEO */
+extern const sh_module sh_module_protocol;     /* PROTOCOL: viewer protocol policy */
+extern const sh_module sh_module_signed_url;   /* AUTH: CloudFront signed URLs/cookies */
+extern const sh_module sh_module_sigv4;        /* AUTH: SigV4 */
+extern const sh_module sh_module_cors;         /* PRECONTENT (preflight) + RESPONSE */
+extern const sh_module sh_module_headers;      /* RESPONSE: security headers */
+extern const sh_module sh_module_compress;     /* RESPONSE: gzip/br decision */
+extern const sh_module sh_module_access_log;   /* LOG: CloudFront standard access log */
+extern const sh_module sh_module_realtime_log; /* LOG: CloudFront real-time log */
+extern const sh_module sh_module_metrics;      /* LOG: /metrics, /healthz, /popular */
 
 #endif

@@ -334,6 +334,78 @@ def test_goaccess_parses_every_line(ls, tmp_path):
     assert g['valid_requests'] == len(recs)
 
 
+# ---- edge rejections: geo restriction, signed URLs ---------------------------
+
+MKMMDB = Path(__file__).resolve().with_name('mkmmdb.pl')
+
+
+@pytest.fixture(scope='module')
+def edge(module_shield, o, tmp_path_factory):
+    """The access log with geo restriction (127.0.0.2 is FR, blocked) and a
+    behavior that needs a CloudFront signed URL."""
+    d = tmp_path_factory.mktemp('alog-edge')
+    k = tmp_path_factory.mktemp('edge-keys')
+    db = k / 'geo.mmdb'
+    subprocess.run(['perl', str(MKMMDB), '-4', str(db), '127.0.0.2=FR', '127.0.0.3=US'],
+                   check=True, capture_output=True, timeout=60)
+    for cmd in (['openssl', 'genrsa', '-traditional', '-out', str(k / 'k.pem'), '2048'],
+                ['openssl', 'rsa', '-in', str(k / 'k.pem'), '-pubout', '-out',
+                 str(k / 'pub.pem')]):
+        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+    port = free_port()
+    sh = module_shield(
+        [http_origin('o', o)],
+        [behavior('/signed/*', 'o', signed='cloudfront'), behavior('*', 'o')],
+        port=port, node={'name': 'test-node', 'pop': POP, 'workers': 2},
+        geo={'database': str(db), 'mode': 'blocklist', 'countries': ['FR']},
+        signed_urls={'key_groups': [{'id': 'KRSA', 'public_key': str(k / 'pub.pem')}]},
+        log=log_conf(d))
+    sh.logdir = d
+    return sh
+
+
+def exchange_from(port, src, data):
+    """Like exchange(), from a chosen loopback source address."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.bind((src, 0))
+    s.connect(('127.0.0.1', port))
+    s.sendall(data)
+    out = b''
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+    s.close()
+    return out
+
+
+def test_geo_blocked_logged(edge):
+    resp = exchange_from(edge.port, '127.0.0.2', req('/book.epub'))
+    assert head_of(resp)[0] == 403
+    r = record_for(edge.logdir, rid_of(resp))
+    assert r['c-ip'] == '127.0.0.2' and r['sc-status'] == '403'
+    assert r['x-edge-result-type'] == 'Error'
+    assert r['x-edge-detailed-result-type'] == 'ClientGeoBlocked'
+    assert int(r['sc-bytes']) == len(resp)
+    # the same request from an allowed country is served and logged as such
+    resp = exchange_from(edge.port, '127.0.0.3', req('/book.epub'))
+    assert head_of(resp)[0] == 200
+    r = record_for(edge.logdir, rid_of(resp))
+    assert r['c-ip'] == '127.0.0.3' and r['x-edge-detailed-result-type'] in ('Miss', 'Hit')
+
+
+def test_signed_url_missing_key_logged(edge):
+    resp, _, _ = exchange(edge.port, req('/signed/book.epub?x=1'))
+    assert head_of(resp)[0] == 403
+    r = record_for(edge.logdir, rid_of(resp))
+    assert r['sc-status'] == '403' and r['x-edge-result-type'] == 'Error'
+    assert r['x-edge-response-result-type'] == 'Error'
+    assert r['x-edge-detailed-result-type'] == 'MissingKey'
+    assert r['cs-uri-stem'] == '/signed/book.epub' and r['cs-uri-query'] == 'x=1'
+
+
 # ---- files: reopen, rotation, retention, kill -9, overflow -------------------
 
 def _plain(d):
