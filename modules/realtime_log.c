@@ -555,14 +555,7 @@ static void *sender_main(void *arg)
     pthread_mutex_lock(&rt.mu);
     while (!rt.stop) {
         sender_round();
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += TICK_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&rt.cv, &rt.mu, &ts);
+        sh_logring_wait(&rt.cv, &rt.mu, TICK_MS);
     }
     sender_round();
     pthread_mutex_unlock(&rt.mu);

@@ -372,14 +372,7 @@ static void *logger_main(void *arg)
     pthread_mutex_lock(&lg.mu);
     while (!lg.stop) {
         logger_round();
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += TICK_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&lg.cv, &lg.mu, &ts);
+        sh_logring_wait(&lg.cv, &lg.mu, TICK_MS);
     }
     logger_round();
     close_current();

@@ -1,6 +1,8 @@
 /* Lock-free SPSC log record rings (shield/logring.h). */
 #include "shield/logring.h"
 
+#include <time.h>
+
 #include <stdatomic.h>
 #include <string.h>
 
@@ -79,4 +81,17 @@ size_t sh_logring_pending(const sh_logring *r)
     size_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
     size_t head = atomic_load_explicit(&r->head, memory_order_acquire);
     return head - tail;
+}
+
+void sh_logring_wait(pthread_cond_t *cv, pthread_mutex_t *mu, long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(cv, mu, &ts);
 }

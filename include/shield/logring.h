@@ -19,6 +19,7 @@
 #ifndef SHIELD_LOGRING_H
 #define SHIELD_LOGRING_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,9 @@ typedef struct sh_logring sh_logring;
 /* A ring of at least slots records (rounded up to a power of two, >= 2) and
  * at most max_bytes of pending line bytes. */
 sh_logring *sh_logring_new(size_t slots, size_t max_bytes);
+
+/* The drain threads' tick: wait on cv (mu held) until signalled or ms pass. */
+void sh_logring_wait(pthread_cond_t *cv, pthread_mutex_t *mu, long ms);
 /* Free the ring and any record still queued (NULL is fine). */
 void sh_logring_free(sh_logring *r);
 
