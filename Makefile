@@ -7,6 +7,7 @@
 #   make run     deps + build + demo (S3 emulator with sample books + Shield)
 #   make soak    the disk cache's kill -9 loop, 500 iterations (SHIELD_KILL_ITERATIONS)
 #   make cachesim  eviction policies on a Zipf e-book trace (bench/README.md)
+#   make bench   Shield vs nginx proxy_cache, every scenario (bench/HARNESS.md)
 #   make asan    build build/asan/shield (libc malloc, ASan + UBSan)
 #   make fuzz    libFuzzer (clang-14) on every tests/fuzz harness, FUZZ_SECONDS each
 #   make format  clang-format the tree;  make clean
@@ -155,6 +156,22 @@ cachesim: $(BUILD)/cachesim
 $(BUILD)/cachesim: bench/cachesim.c $(OBJ_DIR)/proxy/cache/evict.o $(OBJ_DIR)/proxy/alloc.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDSAN) -o $@ $^ -lm
+
+# make bench [BENCH_ARGS='--quick --scenarios small,book']   Shield against nginx
+# proxy_cache side by side (bench/HARNESS.md); results in bench/results/.
+BENCH_PKGS := wrk nginx-light gnuplot-nox openssl
+BENCH_ARGS ?=
+.PHONY: bench
+bench: deps
+	@missing=$$(for p in $(BENCH_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$(echo $$missing)" ]; then \
+	    echo "make bench: installing$$(echo ' '$$missing)"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	$(MAKE) -j2 all
+	SHIELD_BIN=$(abspath $(BUILD)/shield) $(PYTHON) bench/run $(BENCH_ARGS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -125,7 +125,7 @@ static void handle_stats(sh_admin *a, struct evhttp_request *req)
             "\"bytes_from_disk\": %llu, \"bytes_from_origin\": %llu, \"evictions\": %llu, "
             "\"objects\": %llu, \"bytes\": %llu, \"invalidations\": %llu, \"fill_wait_us\": %llu, "
             "\"memory_size\": %llu, \"disk_objects\": %llu, \"disk_bytes\": %llu, "
-            "\"disk_pending\": %llu}}\n",
+            "\"disk_pending\": %llu, ",
             F(hits), F(misses), F(refresh_hits), F(collapsed), F(origin_fetches), F(passes),
             F(bytes_from_memory), F(bytes_from_disk), F(bytes_from_origin), F(evictions),
             F(objects), F(bytes), F(invalidations), F(fill_wait_us),
@@ -136,6 +136,16 @@ static void handle_stats(sh_admin *a, struct evhttp_request *req)
                                      ? cache_persist_pending(cache_persist_of(a->cache))
                                      : 0));
 #undef F
+        /* The start-up scan runs while Shield serves: how far it got. */
+        disk_scan_state ds = {0};
+        if (cache_persist_of(a->cache))
+            cache_persist_scan_progress(cache_persist_of(a->cache), &ds);
+        evbuffer_add_printf(b,
+                            "\"disk_scan\": {\"running\": %s, \"leaves_done\": %llu, "
+                            "\"leaves\": %llu, \"objects\": %llu, \"bytes\": %llu}}}\n",
+                            ds.running ? "true" : "false", (unsigned long long)ds.leaves_done,
+                            (unsigned long long)ds.leaves, (unsigned long long)ds.objects,
+                            (unsigned long long)ds.bytes);
     }
     reply_json(req, 200, "OK", b);
     evbuffer_free(b);

@@ -114,9 +114,69 @@ static sh_conn *conn_of(llhttp_t *p)
     return p->data;
 }
 
+/* ---- request-head buffers, lent by the worker --------------------------- */
+
+#define MAX_SPARES 64
+
+struct conn_spare {
+    char *hbuf;
+    size_t hcap;
+    struct hspan *spans;
+    size_t spans_cap;
+    sh_header *hdrs;
+    size_t hdrs_cap;
+};
+
+static void bufs_take(sh_conn *c)
+{
+    sh_worker *w = c->w;
+    if (c->hbuf || c->spans || !w->nspares) return;
+    struct conn_spare *s = &w->spares[--w->nspares];
+    c->hbuf = s->hbuf;
+    c->hcap = s->hcap;
+    c->spans = s->spans;
+    c->spans_cap = s->spans_cap;
+    c->hdrs = s->hdrs;
+    c->hdrs_cap = s->hdrs_cap;
+}
+
+/* The connection goes idle: its buffers serve the worker's next request. */
+static void bufs_give(sh_conn *c)
+{
+    sh_worker *w = c->w;
+    if (!c->hbuf && !c->spans && !c->hdrs) return;
+    if (!w->spares) w->spares = sh_malloc(MAX_SPARES * sizeof(*w->spares));
+    if (w->nspares < MAX_SPARES) {
+        w->spares[w->nspares++] =
+            (struct conn_spare){c->hbuf, c->hcap, c->spans, c->spans_cap, c->hdrs, c->hdrs_cap};
+    } else {
+        sh_free(c->hbuf);
+        sh_free(c->spans);
+        sh_free(c->hdrs);
+    }
+    c->hbuf = NULL;
+    c->spans = NULL;
+    c->hdrs = NULL;
+    c->hcap = c->spans_cap = c->hdrs_cap = 0;
+    c->hlen = c->nspans = 0;
+}
+
+void sh_conn_spares_free(sh_worker *w)
+{
+    for (size_t i = 0; i < w->nspares; i++) {
+        sh_free(w->spares[i].hbuf);
+        sh_free(w->spares[i].spans);
+        sh_free(w->spares[i].hdrs);
+    }
+    sh_free(w->spares);
+    w->spares = NULL;
+    w->nspares = 0;
+}
+
 static int on_message_begin(llhttp_t *p)
 {
     sh_conn *c = conn_of(p);
+    bufs_take(c);
     c->hlen = 0;
     c->url_off = c->url_len = 0;
     c->nspans = 0;
@@ -147,7 +207,11 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
             c->err_status = 431;
             return -1;
         }
-        if (!c->spans) c->spans = sh_calloc(lim->max_headers + 1, sizeof(*c->spans));
+        if (c->spans_cap < lim->max_headers + 1) {
+            /* A spare from before a reload may be smaller than the limit now. */
+            c->spans_cap = lim->max_headers + 1;
+            c->spans = sh_realloc(c->spans, c->spans_cap * sizeof(*c->spans));
+        }
         c->spans[c->nspans++] = (struct hspan){(uint32_t)c->hlen, 0, 0, 0};
         c->header_bytes += 4; /* ": " and CRLF */
         c->last_cb = 1;
@@ -310,6 +374,35 @@ static void conn_count_out(struct evbuffer *buf, const struct evbuffer_cb_info *
     (void)buf;
     sh_conn *c = arg;
     c->req.bytes_sent += info->n_added;
+    if (info->n_added && c->write_parked) {
+        /* Bytes to send again: back to libevent's writing (conn_flush_now). */
+        c->write_parked = 0;
+        bufferevent_enable(c->bev, EV_WRITE);
+    }
+}
+
+/*
+ * A finished response on a plain connection is written at once, not on the
+ * next loop turn: a small hit then costs read + write + one epoll_wait, not
+ * also an epoll_ctl to watch for writability, an epoll_wait for it and an
+ * epoll_ctl to stop watching. With everything written, writing stays parked
+ * (EV_WRITE off, which cancels the pending watch inside the changelist) until
+ * conn_count_out sees the next bytes queued. TLS records go through the
+ * bufferevent as before.
+ */
+static void conn_flush_now(sh_conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->ssl || !evbuffer_get_length(out)) return;
+    /* The bufferevent keeps the start of its output frozen so that only it
+     * drains it; it thaws it around its own writes the same way. */
+    evbuffer_unfreeze(out, 1);
+    int n = evbuffer_write(out, bufferevent_getfd(c->bev));
+    evbuffer_freeze(out, 1);
+    /* An error or a full socket: libevent's write event takes over as usual. */
+    if (n < 0 || evbuffer_get_length(out)) return;
+    bufferevent_disable(c->bev, EV_WRITE);
+    c->write_parked = 1;
 }
 
 /* The connection goes away with a request that never reached conn_finish
@@ -395,15 +488,16 @@ static void conn_fill_peer(sh_conn *c, sh_req *r)
     r->snap = c->w->snap;
     sh_snapshot_ref(r->snap);
     r->cfg = r->snap->cfg;
-    r->peer = c->peer;
-    snprintf(r->peer_ip, sizeof(r->peer_ip), "%s", c->peer_ip);
-    snprintf(r->client_ip, sizeof(r->client_ip), "%s", c->peer_ip);
-    if (sh_ip_from_sockaddr((const struct sockaddr *)&c->peer, r->client_addr) != 0)
+    memcpy(&r->peer, &c->peer, sizeof(c->peer));
+    size_t iplen = strlen(c->peer_ip) + 1; /* < sizeof(c->peer_ip) <= both targets */
+    memcpy(r->peer_ip, c->peer_ip, iplen);
+    memcpy(r->client_ip, c->peer_ip, iplen);
+    if (sh_ip_from_sockaddr(&c->peer.sa, r->client_addr) != 0)
         memset(r->client_addr, 0, sizeof r->client_addr);
-    if (c->peer.ss_family == AF_INET)
-        r->client_port = ntohs(((const struct sockaddr_in *)&c->peer)->sin_port);
-    else if (c->peer.ss_family == AF_INET6)
-        r->client_port = ntohs(((const struct sockaddr_in6 *)&c->peer)->sin6_port);
+    if (c->peer.sa.sa_family == AF_INET)
+        r->client_port = ntohs(c->peer.v4.sin_port);
+    else if (c->peer.sa.sa_family == AF_INET6)
+        r->client_port = ntohs(c->peer.v6.sin6_port);
     r->local_port = c->local_port;
     r->tls = c->ssl != NULL;
     if (c->ssl) {
@@ -431,7 +525,10 @@ static int on_headers_complete(llhttp_t *p)
     c->keepalive = llhttp_should_keep_alive(p);
 
     /* The head is complete, so hbuf no longer moves: build pointers. */
-    c->hdrs = sh_realloc(c->hdrs, (c->nspans ? c->nspans : 1) * sizeof(sh_header));
+    if (c->hdrs_cap < c->nspans || !c->hdrs) {
+        c->hdrs_cap = c->nspans > 16 ? c->nspans : 16;
+        c->hdrs = sh_realloc(c->hdrs, c->hdrs_cap * sizeof(sh_header));
+    }
     for (size_t i = 0; i < c->nspans; i++) {
         c->hdrs[i] = (sh_header){c->hbuf + c->spans[i].noff, c->spans[i].nlen,
                                  c->hbuf + c->spans[i].voff, c->spans[i].vlen};
@@ -670,6 +767,8 @@ void conn_finish(sh_conn *c)
     if (c->body) evbuffer_drain(c->body, evbuffer_get_length(c->body));
     sh_snapshot_unref(r->snap);
     memset(r, 0, sizeof(*r));
+    if (c->ranges != &c->range1) sh_free(c->ranges);
+    c->ranges = &c->range1;
     c->head_sent = 0;
     c->line_ok = 0;
     c->nrequests++;
@@ -688,7 +787,11 @@ void conn_finish(sh_conn *c)
     llhttp_resume(&c->parser);
     bufferevent_enable(c->bev, EV_READ);
     timer_arm(c, c->w->cfg->timeouts.keepalive_ms);
-    if (evbuffer_get_length(bufferevent_get_input(c->bev))) conn_parse(c);
+    conn_flush_now(c);
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)))
+        conn_parse(c);
+    else
+        bufs_give(c);
 }
 
 /*
@@ -926,6 +1029,7 @@ void sh_conn_accept(sh_worker *w, int fd, const struct sockaddr *sa, int salen,
     }
     sh_conn *c = sh_calloc(1, sizeof(*c));
     c->w = w;
+    c->ranges = &c->range1;
     memcpy(&c->peer, sa, (size_t)salen < sizeof(c->peer) ? (size_t)salen : sizeof(c->peer));
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
@@ -959,9 +1063,14 @@ void sh_conn_accept(sh_worker *w, int fd, const struct sockaddr *sa, int salen,
         sh_free(c);
         return;
     }
-    c->timer = evtimer_new(w->base, conn_timer_cb, c);
+    evtimer_assign(&c->timer_ev, w->base, conn_timer_cb, c);
+    c->timer = &c->timer_ev;
     llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
     c->parser.data = c;
+    /* libevent writes at most 16 KiB per wake-up by default: a 2 MiB book
+     * would cost 128 writev calls and as many epoll rounds. Let the socket
+     * buffer decide how much goes per call instead. */
+    bufferevent_set_max_single_write(c->bev, MAX_SINGLE_WRITE);
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     evbuffer_add_cb(bufferevent_get_output(c->bev), conn_count_out, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, IN_HIGH);
@@ -1008,7 +1117,7 @@ static void conn_free(sh_conn *c)
         w->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     w->nconns--;
-    event_free(c->timer);
+    evtimer_del(c->timer);
     if (c->ssl && SSL_is_init_finished(c->ssl)) {
         /* close_notify when the close is ours and orderly; then mark the
          * shutdown complete either way, or OpenSSL drops the session from the
@@ -1023,9 +1132,8 @@ static void conn_free(sh_conn *c)
     sh_snapshot_unref(c->req.snap);
     sh_free(c->req.origin_path);
     sh_free(c->gen_body);
-    sh_free(c->hbuf);
-    sh_free(c->spans);
-    sh_free(c->hdrs);
+    bufs_give(c);
+    if (c->ranges != &c->range1) sh_free(c->ranges);
     if (c->body) evbuffer_free(c->body);
     sh_free(c);
     sh_worker_conn_closed(w);

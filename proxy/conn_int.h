@@ -13,6 +13,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/event_struct.h>
 #include <llhttp.h>
 #include <openssl/ssl.h>
 
@@ -39,8 +40,11 @@ typedef enum {
 } conn_state;
 
 /* Output buffer watermarks for backpressure towards the origin. */
-#define OUT_HIGH (256 * 1024)
-#define OUT_LOW  (64 * 1024)
+#define OUT_HIGH         (256 * 1024)
+#define MAX_SINGLE_WRITE (4 * 1024 * 1024)
+#define OUT_LOW          (64 * 1024)
+/* Ranges served per request (more is answered with the whole object). */
+#define MAX_RANGES 16
 /* Unparsed pipelined input kept per connection. */
 #define IN_HIGH          (64 * 1024)
 #define LINGER_MS        2000
@@ -54,23 +58,29 @@ typedef struct sh_conn {
     struct sh_conn *prev, *next;
     sh_worker *w;
     struct bufferevent *bev;
-    struct event *timer;
+    struct event *timer; /* = &timer_ev: one allocation less per connection */
+    struct event timer_ev;
     conn_state state;
     llhttp_t parser;
-    struct sockaddr_storage peer;
-    char peer_ip[64];
-    int local_port; /* of the listener it arrived on */
-    SSL *ssl;       /* TLS listener: owned by the bufferevent; NULL over plain HTTP */
-    int aborted;    /* conn_abort(): reset, no close_notify */
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } peer; /* not sockaddr_storage: 100 bytes less per idle connection */
+    char peer_ip[48];
+    int local_port;   /* of the listener it arrived on */
+    SSL *ssl;         /* TLS listener: owned by the bufferevent; NULL over plain HTTP */
+    int aborted;      /* conn_abort(): reset, no close_notify */
+    int write_parked; /* everything written directly, EV_WRITE off (conn_flush_now) */
     unsigned nrequests;
     size_t linger_bytes;
 
     /* request head, copied out of the input buffer as llhttp reports it */
-    char *hbuf;
+    char *hbuf; /* hbuf, spans and hdrs go back to the worker while idle */
     size_t hlen, hcap;
     uint32_t url_off, url_len;
     struct hspan *spans;
-    size_t nspans;
+    size_t nspans, spans_cap;
     int last_cb; /* 0 none, 1 field, 2 value */
     size_t header_bytes;
     int err_status; /* set by a callback before it fails the parse */
@@ -81,6 +91,7 @@ typedef struct sh_conn {
     /* current request */
     sh_req req;
     sh_header *hdrs;
+    size_t hdrs_cap;
     size_t phase, module;
     origin_fetch *fetch;
     int origin_paused;
@@ -94,7 +105,8 @@ typedef struct sh_conn {
     cache_obj *obj;      /* the object being sent, or NULL */
     cache_waiter waiter; /* registered while obj is filling */
     int hit;             /* obj was complete and fresh at lookup */
-    cache_range ranges[16];
+    cache_range *ranges; /* = &range1, or MAX_RANGES on the heap for a Range request */
+    cache_range range1;
     size_t nranges, range_i;
     int64_t rd_off;              /* next body byte of obj to queue */
     struct cache_file_req *freq; /* opening obj's disk file (sendfile) */
@@ -118,6 +130,8 @@ void conn_abort(sh_conn *c, const char *why);
 
 /* respond.c */
 void conn_add_core_headers(sh_conn *c, sh_resp *resp, const char *result);
+/* v in decimal, NUL-terminated, without printf (hit path). */
+void conn_format_uint(char *out, size_t outlen, uint64_t v);
 /* Serialize req->resp's status line and headers; no_body for HEAD answers. */
 void conn_send_head(sh_conn *c, int no_body);
 void conn_run_response_phase(sh_conn *c);

@@ -18,9 +18,16 @@ void sh_hdrlist_add(sh_hdrlist *l, const char *name, size_t nlen, const char *va
 {
     hdrlist_grow(l);
     sh_header *h = &l->v[l->n++];
-    h->name = sh_strndup(name, nlen);
+    /* One block for both strings: half the allocations on every response.
+     * The block belongs to `name`. */
+    char *b = sh_malloc(nlen + vlen + 2);
+    memcpy(b, name, nlen);
+    b[nlen] = '\0';
+    memcpy(b + nlen + 1, value, vlen);
+    b[nlen + 1 + vlen] = '\0';
+    h->name = b;
     h->name_len = nlen;
-    h->value = sh_strndup(value, vlen);
+    h->value = b + nlen + 1;
     h->value_len = vlen;
 }
 
@@ -31,11 +38,10 @@ void sh_hdrlist_adds(sh_hdrlist *l, const char *name, const char *value)
 
 size_t sh_hdrlist_del(sh_hdrlist *l, const char *name)
 {
-    size_t removed = 0, j = 0;
+    size_t removed = 0, j = 0, len = strlen(name);
     for (size_t i = 0; i < l->n; i++) {
-        if (sh_hdr_is(l->v[i].name, l->v[i].name_len, name)) {
+        if (l->v[i].name_len == len && strncasecmp(l->v[i].name, name, len) == 0) {
             sh_free((void *)l->v[i].name);
-            sh_free((void *)l->v[i].value);
             removed++;
             continue;
         }
@@ -58,10 +64,8 @@ const sh_header *sh_hdrlist_get(const sh_hdrlist *l, const char *name)
 
 void sh_hdrlist_clear(sh_hdrlist *l)
 {
-    for (size_t i = 0; i < l->n; i++) {
+    for (size_t i = 0; i < l->n; i++)
         sh_free((void *)l->v[i].name);
-        sh_free((void *)l->v[i].value);
-    }
     sh_free(l->v);
     l->v = NULL;
     l->n = l->cap = 0;
@@ -74,8 +78,9 @@ int sh_hdr_is(const char *name, size_t len, const char *cname)
 
 const sh_header *sh_hdr_find(const sh_header *h, size_t n, const char *cname)
 {
+    size_t len = strlen(cname); /* once, not per header: this runs many times a request */
     for (size_t i = 0; i < n; i++)
-        if (sh_hdr_is(h[i].name, h[i].name_len, cname)) return &h[i];
+        if (h[i].name_len == len && strncasecmp(h[i].name, cname, len) == 0) return &h[i];
     return NULL;
 }
 

@@ -1,3 +1,4 @@
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -89,12 +90,30 @@ int sh_pipeline_check(char *err, size_t errlen)
     return 0;
 }
 
+/* next_in[p][i]: the first module >= i with a handler for phase p (or
+ * sh_nmodules). Every request walks every phase: this skips the modules
+ * without a handler instead of testing each one. */
+#define NMODULES (sizeof(sh_modules) / sizeof(sh_modules[0]))
+static unsigned char next_in[SH_PHASE_COUNT][NMODULES + 1];
+static pthread_once_t next_once = PTHREAD_ONCE_INIT;
+
+static void next_init(void)
+{
+    for (size_t p = 0; p < SH_PHASE_COUNT; p++) {
+        next_in[p][NMODULES] = (unsigned char)NMODULES;
+        for (size_t i = NMODULES; i-- > 0;)
+            next_in[p][i] = sh_modules[i]->phase[p] ? (unsigned char)i : next_in[p][i + 1];
+    }
+}
+
 sh_rc sh_pipeline_run(sh_req *req, void *const *states, size_t *phase, size_t *module, sh_phase to)
 {
+    pthread_once(&next_once, next_init);
     for (; *phase < (size_t)to; (*phase)++, *module = 0) {
-        for (; *module < sh_nmodules; (*module)++) {
+        const unsigned char *next = next_in[*phase];
+        for (*module = *module < NMODULES ? next[*module] : NMODULES; *module < NMODULES;
+             *module = next[*module + 1]) {
             const sh_module *m = sh_modules[*module];
-            if (!m->phase[*phase]) continue;
             sh_rc rc = m->phase[*phase](req, states ? states[*module] : NULL);
             if (rc != SH_CONTINUE) return rc;
         }

@@ -11,15 +11,62 @@
 
 /* ---- responses ---------------------------------------------------------- */
 
+/* Bounded string building without printf: this runs on every response. */
+static char *put(char *p, const char *end, const char *s, size_t n)
+{
+    if (n > (size_t)(end - p)) n = (size_t)(end - p);
+    memcpy(p, s, n);
+    return p + n;
+}
+
+static char *put_s(char *p, const char *end, const char *s)
+{
+    return put(p, end, s, strlen(s));
+}
+
+static char *put_u(char *p, const char *end, uint64_t v)
+{
+    char d[24], *q = d + sizeof(d);
+    do
+        *--q = (char)('0' + v % 10);
+    while (v /= 10);
+    return put(p, end, q, (size_t)(d + sizeof(d) - q));
+}
+
 void conn_add_core_headers(sh_conn *c, sh_resp *resp, const char *result)
 {
     const sh_config *cfg = c->w->cfg;
-    char buf[320];
-    snprintf(buf, sizeof(buf), "%s from %s", result, cfg->node_name);
+    char buf[320], *end = buf + sizeof(buf) - 1, *p;
+    p = put_s(buf, end, result);
+    p = put_s(p, end, " from ");
+    p = put_s(p, end, cfg->node_name);
+    *p = '\0';
     sh_hdrlist_set(&resp->headers, "X-Cache", buf);
-    snprintf(buf, sizeof(buf), "1.1 %s (shield)", cfg->node_name);
+    p = put_s(buf, end, "1.1 ");
+    p = put_s(p, end, cfg->node_name);
+    p = put_s(p, end, " (shield)");
+    *p = '\0';
     sh_hdrlist_set(&resp->headers, "Via", buf);
     sh_hdrlist_set(&resp->headers, "X-Request-Id", c->req.request_id);
+}
+
+void conn_format_uint(char *out, size_t outlen, uint64_t v)
+{
+    char *p = put_u(out, out + outlen - 1, v);
+    *p = '\0';
+}
+
+/* The Date header changes once a second: format it once a second per thread. */
+static const char *date_now(void)
+{
+    static __thread int64_t sec = -1;
+    static __thread char date[32];
+    int64_t now = (int64_t)time(NULL);
+    if (now != sec) {
+        sh_http_date(now, date);
+        sec = now;
+    }
+    return date;
 }
 
 /* Serialize the status line and headers of req->resp into the output. */
@@ -27,8 +74,6 @@ void conn_send_head(sh_conn *c, int no_body)
 {
     sh_req *r = &c->req;
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    char date[32];
-    sh_http_date(time(NULL), date);
 
     if (c->w->draining || (c->w->cfg->limits.max_requests_per_connection &&
                            c->nrequests + 1 >= c->w->cfg->limits.max_requests_per_connection))
@@ -44,23 +89,41 @@ void conn_send_head(sh_conn *c, int no_body)
         else
             c->close_after = 1; /* HTTP/1.0: the close delimits the body */
     }
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", r->resp.status, sh_http_reason(r->resp.status));
-    evbuffer_add_printf(out, "Date: %s\r\nServer: shield\r\n", date);
+    /* The whole head in one buffer and one evbuffer_add: the fixed part is
+     * under 256 bytes, the rest is the header list. */
+    size_t need = 256;
+    for (size_t i = 0; i < r->resp.headers.n; i++)
+        need += r->resp.headers.v[i].name_len + r->resp.headers.v[i].value_len + 4;
+    char stackbuf[4096];
+    char *head = need <= sizeof(stackbuf) ? stackbuf : sh_malloc(need);
+    char *p = head, *end = head + need;
+    p = put_s(p, end, "HTTP/1.1 ");
+    p = put_u(p, end, (uint64_t)(r->resp.status > 0 ? r->resp.status : 0));
+    *p++ = ' ';
+    p = put_s(p, end, sh_http_reason(r->resp.status));
+    p = put_s(p, end, "\r\nDate: ");
+    p = put_s(p, end, date_now());
+    p = put_s(p, end, "\r\nServer: shield\r\n");
     for (size_t i = 0; i < r->resp.headers.n; i++) {
         const sh_header *h = &r->resp.headers.v[i];
-        evbuffer_add(out, h->name, h->name_len);
-        evbuffer_add(out, ": ", 2);
-        evbuffer_add(out, h->value, h->value_len);
-        evbuffer_add(out, "\r\n", 2);
+        p = put(p, end, h->name, h->name_len);
+        p = put(p, end, ": ", 2);
+        p = put(p, end, h->value, h->value_len);
+        p = put(p, end, "\r\n", 2);
     }
-    if (r->resp.content_length >= 0 && r->resp.status != 304 && r->resp.status != 204)
-        evbuffer_add_printf(out, "Content-Length: %lld\r\n", (long long)r->resp.content_length);
-    if (c->chunked_out) evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    if (r->resp.content_length >= 0 && r->resp.status != 304 && r->resp.status != 204) {
+        p = put_s(p, end, "Content-Length: ");
+        p = put_u(p, end, (uint64_t)r->resp.content_length);
+        p = put(p, end, "\r\n", 2);
+    }
+    if (c->chunked_out) p = put_s(p, end, "Transfer-Encoding: chunked\r\n");
     if (c->close_after)
-        evbuffer_add(out, "Connection: close\r\n", 19);
+        p = put_s(p, end, "Connection: close\r\n");
     else if (r->http_minor == 0)
-        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
-    evbuffer_add(out, "\r\n", 2);
+        p = put_s(p, end, "Connection: keep-alive\r\n");
+    p = put(p, end, "\r\n", 2);
+    evbuffer_add(out, head, (size_t)(p - head));
+    if (head != stackbuf) sh_free(head);
     c->head_sent = 1;
     if (r->ttfb_us < 0) r->ttfb_us = sh_now_us() - r->start_us; /* time-to-first-byte */
     int cls = r->resp.status / 100;

@@ -28,6 +28,32 @@ static void chunk_cleanup(const void *data, size_t len, void *extra)
     cache_chunk_unref(extra);
 }
 
+static void segment_cleanup(struct evbuffer_file_segment const *seg, int flags, void *arg)
+{
+    cache_chunk_unref(arg);
+}
+
+/* Queue n bytes of a chunk from off. Arena chunks go by sendfile on plain
+ * connections (the kernel takes page references: no copy); TLS has to read
+ * the bytes to encrypt them, so it gets a reference to the memory. */
+static void queue_chunk(sh_conn *c, struct evbuffer *out, cache_chunk *ch, size_t off, size_t n)
+{
+    int64_t foff = cache_chunk_file_offset(ch);
+    cache_chunk_ref(ch);
+    if (foff >= 0 && !c->ssl) {
+        struct evbuffer_file_segment *seg =
+            evbuffer_file_segment_new(cache_arena_fd(), (ev_off_t)(foff + (int64_t)off),
+                                      (ev_off_t)n, EVBUF_FS_DISABLE_LOCKING);
+        if (seg) {
+            evbuffer_file_segment_add_cleanup_cb(seg, segment_cleanup, ch);
+            evbuffer_add_file_segment(out, seg, 0, (ev_off_t)n);
+            evbuffer_file_segment_free(seg); /* the buffer holds its own reference */
+            return;
+        }
+    }
+    evbuffer_add_reference(out, ch->data + off, n, chunk_cleanup, ch);
+}
+
 /* Requests the cache does not take: they go straight to the origin. */
 static int cacheable_request(const sh_conn *c)
 {
@@ -115,8 +141,9 @@ static void serve_head(sh_conn *c)
         if (!ifr || cache_if_range_ok(ifr->value, ifr->value_len, o->etag,
                                       o->etag ? strlen(o->etag) : 0, o->last_modified)) {
             size_t n = 0;
+            if (c->ranges == &c->range1) c->ranges = sh_malloc(MAX_RANGES * sizeof(*c->ranges));
             int rc = cache_parse_range(range->value, range->value_len, o->size, c->ranges,
-                                       sizeof(c->ranges) / sizeof(c->ranges[0]), &n);
+                                       MAX_RANGES, &n);
             if (rc == CACHE_RANGE_UNSATISFIABLE) {
                 char cr[64];
                 snprintf(cr, sizeof(cr), "bytes */%lld", (long long)o->size);
@@ -165,8 +192,8 @@ static void serve_head(sh_conn *c)
     }
     if (c->hit) {
         char age[24];
-        snprintf(age, sizeof(age), "%lld",
-                 (long long)cache_age(o->fresh.stored_at, o->initial_age, now));
+        int64_t a = cache_age(o->fresh.stored_at, o->initial_age, now);
+        conn_format_uint(age, sizeof(age), (uint64_t)(a > 0 ? a : 0));
         sh_hdrlist_set(&r->resp.headers, "Age", age);
     }
     conn_add_core_headers(c, &r->resp, r->result_type);
@@ -248,8 +275,7 @@ static void serve_pump(sh_conn *c)
         int64_t n = (avail < end ? avail : end) - c->rd_off;
         if ((int64_t)(ch->cap - off) < n) n = (int64_t)(ch->cap - off);
         if (c->chunked_out) evbuffer_add_printf(out, "%llx\r\n", (unsigned long long)n);
-        cache_chunk_ref(ch);
-        evbuffer_add_reference(out, ch->data + off, (size_t)n, chunk_cleanup, ch);
+        queue_chunk(c, out, ch, off, (size_t)n);
         if (c->chunked_out) evbuffer_add(out, "\r\n", 2);
         c->rd_off += n;
         if (c->hit)

@@ -200,6 +200,10 @@ sh_worker *sh_worker_new(int id, sh_snapshot *snap, struct sh_cache *cache, cons
     struct event_config *ec = event_config_new();
     /* One thread per base: no internal locking needed. */
     event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+    /* A request turns reading off and writing on, and the response turns
+     * them back: with the changelist those land as one epoll_ctl per loop
+     * turn instead of one per change. */
+    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
     w->base = event_base_new_with_config(ec);
     event_config_free(ec);
     if (!w->base) {
@@ -303,6 +307,7 @@ void sh_worker_free(sh_worker *w)
         sh_free(w->mod_states);
     }
     if (w->origin) origin_ctx_free(w->origin);
+    sh_conn_spares_free(w);
     if (w->drain_timer) event_free(w->drain_timer);
     if (w->notify_ev) event_free(w->notify_ev);
     if (w->notify_fd[0] >= 0) close(w->notify_fd[0]);

@@ -48,13 +48,37 @@ struct origin_request;
 typedef struct cache_chunk {
     _Atomic uint32_t refs;
     uint32_t cap;
-    char data[];
+    int32_t slot; /* slot in the shared arena (proxy/cache/arena.c), -1 = heap */
+    char *data;
 } cache_chunk;
 
-/* A chunk of cap bytes with one reference. */
+/* A heap chunk of cap bytes with one reference (pass-through bodies). */
 cache_chunk *cache_chunk_new(uint32_t cap);
 void cache_chunk_ref(cache_chunk *ch);
 void cache_chunk_unref(cache_chunk *ch);
+
+/*
+ * Chunks of stored bodies live in one shared-memory file when they are at
+ * least CACHE_SHARED_MIN bytes, so hits can be sent with sendfile (no copy
+ * into the socket). Smaller ones, and all of them when the arena is full or
+ * could not be created, are heap chunks; readers treat both alike through
+ * `data`.
+ */
+#define CACHE_SHARED_MIN (64u * 1024)
+
+/* Create the process's arena, sized from the memory tier's budget; -1 when
+ * the kernel refuses (chunks then all go to the heap). Called by sh_cache_new. */
+int cache_arena_init(uint64_t memory_bytes);
+/* The engine is gone: the arena goes when its last chunk does. */
+void cache_arena_release(void);
+/* The arena's descriptor (for sendfile), -1 if none. */
+int cache_arena_fd(void);
+/* A chunk of cap bytes with one reference, in the arena where possible. */
+cache_chunk *cache_chunk_new_shared(uint32_t cap);
+/* Offset of a chunk's bytes in cache_arena_fd(), -1 for a heap chunk. */
+int64_t cache_chunk_file_offset(const cache_chunk *ch);
+/* Internal to cache_chunk_unref: return an arena chunk's slot. */
+void cache_chunk_free_shared(cache_chunk *ch);
 
 typedef enum { CACHE_OBJ_FILLING, CACHE_OBJ_COMPLETE, CACHE_OBJ_FAILED } cache_obj_state;
 
@@ -135,6 +159,10 @@ typedef struct cache_obj {
     int disk_only;                     /* index entry of a stored file, body not in memory */
     _Atomic int evicted_while_filling; /* charge it to the memory tier again at completion */
     struct cache_fill *fill;           /* while FILLING; touched only on the filling worker */
+    /* The disk tier refused it (less popular than what it would displace): 1 + the
+     * sketch's estimate then, 0 = not refused. When the memory tier evicts it after
+     * it was asked for again, it is offered to the disk tier once more. */
+    _Atomic unsigned disk_refused;
 } cache_obj;
 
 void cache_obj_ref(cache_obj *o);

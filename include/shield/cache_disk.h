@@ -17,7 +17,8 @@
  *   invalidations.log         the rule log (see disk_rules_append)
  *   a/bc/<32 hex>.obj         committed objects; the name is the first 128 bits of
  *                             SHA-256(key) in hex, a/bc its first 3 hex digits
- *   a/bc/<32 hex>.tmp.<pid>.<n>  bodies being written; never read, deleted by disk_scan
+ *   a/bc/<32 hex>.tmp.<pid>.<nonce>.<n>  bodies being written; never read; deleted by
+ *                             disk_scan unless they belong to this store (its pid and nonce)
  * The fan-out is nginx's levels=1:2 (16 x 256 = 4096 leaf directories): ~25
  * files per directory at 100k objects, ~2.5k at 10M. Finer (256 x 256) leaves
  * 100k objects in ~50k nearly empty directories and doubles the scan's
@@ -42,17 +43,17 @@
  * 4 * chunks + 16 and every magic, version, length and CRC above checks out.
  *
  * Crash safety: a final name only ever appears through rename(tmp, final) of a
- * temp file that is complete, verified (length, MD5) and fsync()ed; rename is
- * atomic, so a kill -9 (or power loss) at any moment leaves under the final
- * name either the previous object or the complete new one. Temp files are
- * never opened by readers and are deleted by the next disk_scan. If a bad file
- * still shows up under a final name (bit rot, a filesystem without ordering,
- * tampering), the checks above drop it at scan/open and the chunk CRCs catch
- * bad body bytes on read; it is removed, never served. Durability is weaker
- * than correctness on purpose: removals and new fan-out directories are not
- * fsynced, so a power loss may bring back a removed object or lose a new one
- * (a miss), never produce wrong bytes. The rule log is fsynced per append
- * because forgetting an invalidation would serve content that was withdrawn.
+ * temp file that is complete, verified (length, MD5) and durable (fdatasync, or
+ * a syncfs() of the filesystem covering a whole batch of temp files, before
+ * any of the batch's renames: disk_commit_batch); rename is atomic, so a kill -9 (or power loss) at
+ * any moment leaves under the final name either the previous object or the complete new one. Temp
+ * files are never opened by readers and are deleted by the next disk_scan. If a bad file still
+ * shows up under a final name (bit rot, a filesystem without ordering, tampering), the checks above
+ * drop it at scan/open and the chunk CRCs catch bad body bytes on read; it is removed, never
+ * served. Durability is weaker than correctness on purpose: removals and new fan-out directories
+ * are not fsynced, so a power loss may bring back a removed object or lose a new one (a miss),
+ * never produce wrong bytes. The rule log is fsynced per append because forgetting an invalidation
+ * would serve content that was withdrawn.
  */
 #ifndef SHIELD_CACHE_DISK_H
 #define SHIELD_CACHE_DISK_H
@@ -124,7 +125,7 @@ uint64_t disk_entry_count(disk_store *s);
 /* The cap given to disk_open. */
 uint64_t disk_max_bytes(const disk_store *s);
 /*
- * Turn fsync (file before rename, directory after) off or on (default on).
+ * Turn fsync/syncfs (files before rename, directories after) off or on (default on).
  * Off is for tests and benchmarks only: kill -9 stays safe (the page cache
  * survives the process) but after a power loss a committed name may hold
  * zeroed or stale blocks, which disk_scan's checks then drop.
@@ -147,22 +148,56 @@ typedef struct disk_scan_stats {
 } disk_scan_stats;
 
 /*
- * Rebuild the index at start: walk the fan-out, validate every object from its
- * header, key, metadata and trailer (never the body, so 100k objects take
- * seconds), report the good ones to cb and delete temp files, invalid objects
- * (bad magic/version/flags/CRC, size not exactly as the header says, name not
- * matching the key's hash, zero length) and stray files. Files outside the
- * fan-out (LOCK, VERSION, the rule log) are left alone.
- * threads (0 or 1: the calling thread only; at most 64) scan leaf directories
- * in parallel: on a cold page cache the scan waits on one small random read
- * per object, and SSDs serve many at once; the engine's sharded index takes
- * concurrent inserts. Within a directory files are opened in inode order.
- * Resets disk_used() and disk_entry_count() to what was kept; the caller
- * evicts if that is over the cap (e.g. after the cap was lowered). Must not
- * run while writers are active: it would delete their temp files. stats may
- * be NULL. Returns DISK_OK or DISK_ERR_IO when the top directory cannot be read.
+ * Rebuild the index at start: walk the fan-out (all 16 x 256 leaves, missing ones are empty),
+ * validate every object from its header, key, metadata and trailer (never the body, so 100k objects
+ * take seconds), report the good ones to cb and delete temp files, invalid objects (bad
+ * magic/version/flags/CRC, size not exactly as the header says, name not matching the key's hash,
+ * zero length) and stray files. Files outside the fan-out (LOCK, VERSION, the rule log) are left
+ * alone. threads (0 or 1: the calling thread only; at most 64) scan leaf directories in parallel:
+ * on a cold page cache the scan waits on one small random read per object, and SSDs serve many at
+ * once; the engine's sharded index takes concurrent inserts. Within a directory files are opened in
+ * inode order. Resets disk_used() and disk_entry_count() to zero at its start and counts each
+ * leaf's objects when it scans that leaf; the caller evicts if the total is over the cap (e.g.
+ * after the cap was lowered).
+ *
+ * Runs concurrently with writers, readers and removals (the engine serves
+ * while it scans, see proxy/cache/persist.c): each leaf is scanned under a
+ * lock that commits and removals in that leaf also take while a scan runs,
+ * so the callback for a file happens before or after any rename or unlink of
+ * that name, never between reading the file and reporting it; objects in a
+ * leaf not scanned yet are counted by the scan, later ones by commit and
+ * removal. Temp files of this store are kept. Not concurrently with another
+ * disk_scan of the same store.
+ *
+ * Test hook: the environment variable SHIELD_TEST_SCAN_DELAY_US makes the
+ * scan sleep that many microseconds after each kept object (a slow disk), so
+ * tests can observe requests arriving during the scan. Not for production.
+ *
+ * stats may be NULL. Returns DISK_OK or DISK_ERR_IO when the top directory
+ * cannot be read (nothing is then counted).
  */
 int disk_scan(disk_store *s, unsigned threads, disk_scan_cb cb, void *ud, disk_scan_stats *stats);
+
+/* Make a running disk_scan stop after the leaves it is scanning (at close). */
+void disk_scan_cancel(disk_store *s);
+
+/* Progress of the current or last scan, readable from any thread. */
+typedef struct disk_scan_state {
+    int running;          /* a disk_scan is in progress */
+    uint64_t leaves_done; /* fan-out leaves finished, of `leaves` */
+    uint64_t leaves;
+    uint64_t objects; /* objects kept so far */
+    uint64_t bytes;   /* their footprint */
+} disk_scan_state;
+void disk_scan_progress(disk_store *s, disk_scan_state *out);
+
+/*
+ * 1 while a scan runs and has not finished key's leaf yet: an object for key
+ * may be on disk without having been reported. Then disk_open_entry finds it
+ * directly (by the key's hash). Cheap: one SHA-256 of the key while scanning,
+ * one atomic load otherwise.
+ */
+int disk_scan_pending(disk_store *s, const void *key, size_t keylen);
 
 /* ---- writing -------------------------------------------------------------------------------- */
 
@@ -183,17 +218,34 @@ disk_writer *disk_writer_begin(disk_store *s, const void *key, size_t keylen, co
  */
 int disk_writer_append(disk_writer *w, const void *data, size_t len);
 /*
- * Finish and publish the object. expected_size is the Content-Length (-1 when
- * unknown); expected_md5 the 16-byte MD5 from a plain-MD5 ETag (NULL when the
- * ETag is not one). On a mismatch nothing is published (DISK_ERR_LENGTH,
- * DISK_ERR_MD5). Otherwise writes the trailer and the real header, fsyncs the
- * file, renames it over any previous object of the same key and fsyncs the
- * directory.
- * Byte cap: the engine's eviction policy decides what goes, so commit never
- * evicts; it refuses (DISK_ERR_FULL) an object larger than the cap, and any
- * object while disk_used() is already over the cap. disk_used() therefore
- * never exceeds the cap by more than one object's footprint.
- * Frees the writer in every case, including errors (temp file removed).
+ * Commit in two steps, so several objects share their syncs (group commit):
+ * disk_writer_finish checks the object (expected_size, expected_md5 as for
+ * disk_writer_commit) and writes its trailer and real header: DISK_OK, the
+ * object is complete but neither durable nor visible, and the writer is kept
+ * for disk_commit_batch; any other result has freed the writer (temp file
+ * removed).
+ */
+int disk_writer_finish(disk_writer *w, int64_t expected_size, const unsigned char *expected_md5);
+/*
+ * Publish n finished writers of store s together: make every temp file
+ * durable (n <= 4: fdatasync each; more: one syncfs()), then rename each over
+ * its final name (with the byte cap check and accounting of
+ * disk_writer_commit), then make the renames durable (fsync of each distinct
+ * directory, or one syncfs()). rcs[i] receives writer i's result (DISK_OK,
+ * DISK_ERR_FULL, DISK_ERR_IO: a failed sync fails the whole batch, and the
+ * objects already renamed are taken back). Frees every writer.
+ */
+void disk_commit_batch(disk_store *s, disk_writer **ws, size_t n, int *rcs);
+/*
+ * Finish and publish one object (disk_writer_finish + a batch of one). expected_size is the
+ * Content-Length (-1 when unknown); expected_md5 the 16-byte MD5 from a plain-MD5 ETag (NULL when
+ * the ETag is not one). On a mismatch nothing is published (DISK_ERR_LENGTH, DISK_ERR_MD5).
+ * Otherwise writes the trailer and the real header, fsyncs the file, renames it over any previous
+ * object of the same key and fsyncs the directory. Byte cap: the engine's eviction policy decides
+ * what goes, so commit never evicts; it refuses (DISK_ERR_FULL) an object larger than the cap, and
+ * any object while disk_used() is already over the cap. disk_used() therefore never exceeds the cap
+ * by more than one object's footprint. Frees the writer in every case, including errors (temp file
+ * removed).
  */
 int disk_writer_commit(disk_writer *w, int64_t expected_size, const unsigned char *expected_md5);
 /* Drop an unfinished object: unlinks the temp file and frees the writer. */

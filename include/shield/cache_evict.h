@@ -73,6 +73,10 @@ typedef struct evict_opts {
     /* Refuse objects larger than this share of the capacity, in percent (1..100;
      * default 100: only objects that could never fit are refused). */
     unsigned max_object_percent;
+    /* Keep a frequency sketch (TinyLFU: a count-min sketch of 8-bit counters, 4 per
+     * key, halved every 10 x width recorded accesses) fed by evict_touch(), which
+     * evict_admit() consults. Default 0: no sketch, evict_touch() is a no-op. */
+    unsigned sketch;
 } evict_opts;
 
 void evict_opts_default(evict_opts *o);
@@ -117,6 +121,35 @@ size_t evict_insert(evict_policy *p, evict_node *n, evict_node **victims, size_t
                     bool *admitted);
 
 /*
+ * Record one access to the key whose hash is given (a lookup, hit or miss, in any
+ * tier) in the policy's frequency sketch; a no-op without opts.sketch. Lock-free:
+ * at most four relaxed byte stores, none once the key's counters are saturated,
+ * plus one relaxed add to a shared counter of accesses.
+ */
+void evict_touch(evict_policy *p, uint64_t hash);
+/* The sketch's estimate of the accesses to hash (0 without a sketch; saturates at 255). */
+unsigned evict_estimate(const evict_policy *p, uint64_t hash);
+
+/*
+ * evict_insert() with frequency admission (TinyLFU), for SIEVE policies with
+ * opts.sketch; any other policy simply calls evict_insert(). A node may only
+ * displace nodes that the sketch does not estimate as more popular than itself:
+ * one sweep of SIEVE's hand, from where it stands, skips visited nodes (clearing
+ * their bit, as SIEVE does) and nodes whose estimate is higher than n's, and
+ * picks the others. When that sweep frees enough bytes, they are the victims and
+ * n is admitted. When it cannot, n is refused and nothing is evicted (return 0,
+ * *admitted false, counted in evict_stats.rejected): keeping the bytes that are
+ * asked for more often than n is worth more than storing n. When max_victims
+ * victims are not enough, they are evicted and returned with *admitted false, as
+ * with evict_insert(): call again.
+ *
+ * With equal estimates the newcomer wins, so a stream of objects each asked for
+ * once behaves as plain SIEVE.
+ */
+size_t evict_admit(evict_policy *p, evict_node *n, evict_node **victims, size_t max_victims,
+                   bool *admitted);
+
+/*
  * Unlink n (invalidation, replacement by a newer version, a failed fill).
  * Idempotent: returns false, touching nothing, for a node not in the policy
  * (never inserted, refused, already evicted or removed). Not recorded in the ghost.
@@ -143,6 +176,7 @@ typedef struct evict_stats {
     uint64_t promotions;    /* S3-FIFO: small -> main moves of objects hit while in small */
     uint64_t ghost_hits;    /* S3-FIFO: insertions that went straight to main via the ghost */
     uint64_t ghost_entries; /* S3-FIFO: hashes remembered in the ghost */
+    uint64_t rejected;      /* evict_admit(): nodes refused as less popular than the victims */
 } evict_stats;
 
 void evict_get_stats(evict_policy *p, evict_stats *out);

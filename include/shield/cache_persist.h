@@ -11,25 +11,43 @@
 #include <pthread.h>
 
 #include "shield/cache.h"
+#include "shield/cache_disk.h"
 
 typedef struct cache_persist cache_persist;
 
-/* Open the store, restore rules and the index (no body is read), start the
- * I/O threads. NULL with a message in err if the directory cannot be used. */
+/* Open the store, restore the invalidation rules, start the I/O threads and
+ * the scan that rebuilds the index in the background (no body is read; the
+ * log line "cache: disk DIR: N objects restored in S s (...), B bytes" marks
+ * its end). Returns at once: Shield serves during the scan, see
+ * cache_persist_probe. NULL with a message in err if the directory cannot be used. */
 cache_persist *cache_persist_open(sh_cache *c, const char *dir, uint64_t max_bytes, char *err,
                                   size_t errlen);
-/* Finish queued jobs, stop the threads, close the store. */
+/* Stop the scan, finish queued jobs and commits, stop the threads, close the store. */
 void cache_persist_close(cache_persist *p);
 /* Write a COMPLETE storable object (verified length and MD5 again at commit). */
 void cache_persist_write(cache_persist *p, cache_obj *o);
-/* Read a disk object's body into the FILLING object o (cache_load_* below). */
+/* Read a disk object's body into the FILLING object o (cache_load_* below), or
+ * run the probe o (see cache_persist_probe). */
 void cache_persist_load(cache_persist *p, cache_obj *o);
 /* Delete a stored object (evicted from the disk tier). */
 void cache_persist_remove(cache_persist *p, const char *key, size_t keylen);
 /* Append an invalidation rule to the persistent log, now (blocking: call it
  * off the event loops, e.g. from the admin thread). 0 or -1. */
 int cache_persist_rule_sync(cache_persist *p, const char *pattern, int64_t time_us);
-/* Bytes used on disk; jobs not yet done. */
+/*
+ * For sh_cache_lookup, on an index miss that would create a fill: 1 while the
+ * start-up scan has not reached key's file and no probe has found it absent.
+ * The caller then indexes a new FILLING object (size -1, no response) and
+ * returns CACHE_LOAD, so the requester hands it to cache_persist_load: an I/O
+ * thread opens key's file directly, indexes it if present (as the scan would)
+ * and fails the probe with CACHE_FAIL_DISK, which sends every waiter back to
+ * the lookup: a Hit from disk if the file was there, fresh and not
+ * invalidated, else an origin fetch. Cheap: one atomic load once the scan is done.
+ */
+int cache_persist_probe(cache_persist *p, const char *key, size_t keylen);
+/* Progress of the start-up scan (running, leaves, objects, bytes so far). */
+void cache_persist_scan_progress(cache_persist *p, disk_scan_state *out);
+/* Bytes used on disk; jobs not yet done (including writes not yet committed). */
 uint64_t cache_persist_used(cache_persist *p);
 size_t cache_persist_pending(cache_persist *p);
 

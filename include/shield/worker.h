@@ -67,6 +67,11 @@ typedef struct sh_worker {
     struct cache_waiter *wake_head;
     int wake_signalled;
     uint64_t rng[2]; /* xorshift128+ state for request ids */
+    /* Request-head buffers handed back by connections going idle and taken
+     * by the next request (proxy/conn.c): an idle keep-alive connection holds
+     * none, and a busy worker allocates none per request. */
+    struct conn_spare *spares;
+    size_t nspares;
     sh_worker_stats stats;
 } sh_worker;
 
@@ -105,6 +110,8 @@ void sh_conn_accept(sh_worker *w, int fd, const struct sockaddr *sa, int salen,
                     const sh_listen_conf *lc);
 /* Drain: close idle connections now, the rest after their current response. */
 void sh_conn_drain_all(sh_worker *w);
+/* Free the worker's spare request buffers (worker teardown). */
+void sh_conn_spares_free(sh_worker *w);
 /* Close every connection at once (drain timeout, shutdown). */
 void sh_conn_close_all(sh_worker *w);
 /* Called by conn.c when a connection is freed, so a draining worker can exit. */

@@ -89,12 +89,18 @@ cache_chunk *cache_chunk_new(uint32_t cap)
     cache_chunk *ch = sh_malloc(sizeof(*ch) + cap);
     atomic_init(&ch->refs, 1);
     ch->cap = cap;
+    ch->slot = -1;
+    ch->data = (char *)(ch + 1);
     return ch;
 }
 
 void cache_chunk_unref(cache_chunk *ch)
 {
-    if (ch && atomic_fetch_sub_explicit(&ch->refs, 1, memory_order_acq_rel) == 1) sh_free(ch);
+    if (!ch || atomic_fetch_sub_explicit(&ch->refs, 1, memory_order_acq_rel) != 1) return;
+    if (ch->slot >= 0)
+        cache_chunk_free_shared(ch);
+    else
+        sh_free(ch);
 }
 
 void cache_obj_ref(cache_obj *o)
@@ -240,6 +246,22 @@ void cache_index_remove(cache_obj *o)
     if (was) cache_obj_unref(o);
 }
 
+/*
+ * A memory victim that the disk tier refused (less popular, then, than the files
+ * it would have replaced) is offered to it again if it has been asked for since:
+ * otherwise the memory tier would be the only place it could ever live, and its
+ * eviction would lose it however popular it became. The write job holds the
+ * bytes until the file is committed (cache_disk_committed indexes it then).
+ */
+static void disk_reoffer(sh_cache *c, cache_obj *v)
+{
+    unsigned refused = atomic_load(&v->disk_refused);
+    if (!refused || !c->persist || v->pass || atomic_load(&v->state) != CACHE_OBJ_COMPLETE) return;
+    if (evict_estimate(c->dpol, v->hash) + 1 <= refused) return;
+    if (!atomic_compare_exchange_strong(&v->disk_refused, &refused, 0)) return;
+    cache_persist_write(c->persist, v);
+}
+
 int cache_mem_admit(cache_obj *o)
 {
     sh_cache *c = o->cache;
@@ -268,8 +290,13 @@ again:
         }
         /* Out of memory is not out of the cache when the object is on disk. */
         cache_obj *keep = atomic_load(&v->on_disk) ? disk_clone(c, v, CACHE_OBJ_COMPLETE) : NULL;
+        cache_obj_ref(v); /* the index's reference may be the last */
         index_swap(c, v, keep);
-        if (keep) cache_obj_unref(keep);
+        if (keep)
+            cache_obj_unref(keep);
+        else
+            disk_reoffer(c, v);
+        cache_obj_unref(v);
     }
     /* A big book may need more victims than one call returns: go on. */
     if (!admitted && n == 64) goto again;
@@ -410,6 +437,9 @@ cache_lookup_rc sh_cache_lookup(sh_cache *c, const char *key, size_t keylen, int
     cache_obj *old = NULL;
     int revalidate = 0, background = 0;
     *refresh = NULL;
+    /* Every request counts, wherever it is served from: the disk tier admits a new
+     * file only in place of files asked for less often (disk_account). */
+    if (c->dpol) evict_touch(c->dpol, h);
     pthread_mutex_lock(&s->lock);
     cache_obj *o = shard_find(s, h, key, keylen);
     if (o && o->background && o->stale && atomic_load(&o->state) == CACHE_OBJ_FILLING) {
@@ -474,6 +504,14 @@ cache_lookup_rc sh_cache_lookup(sh_cache *c, const char *key, size_t keylen, int
         pthread_mutex_unlock(&s->lock);
         *out = NULL;
         return CACHE_MISS;
+    }
+    if (!o && c->persist && cache_persist_probe(c->persist, key, keylen)) {
+        /* The start-up scan has not reached key's file yet: probe it (persist.c). */
+        cache_obj *n = obj_new(c, key, keylen, h);
+        shard_insert(s, n);
+        pthread_mutex_unlock(&s->lock);
+        *out = n;
+        return CACHE_LOAD;
     }
     if (o && shard_unlink(s, o)) old = o; /* replaced below; lives on while referenced */
     cache_obj *n = obj_new(c, key, keylen, h);
@@ -599,9 +637,13 @@ sh_cache *sh_cache_new(const sh_config *cfg, char *err, size_t errlen)
     pthread_mutex_init(&c->rules_lock, NULL);
     pthread_mutex_init(&c->dlock, NULL);
     c->mem = evict_new(EVICT_S3FIFO, cfg->cache.memory_size);
+    cache_arena_init(cfg->cache.memory_size);
     if (cfg->cache.disk_path && *cfg->cache.disk_path) {
         /* SIEVE for the larger tier: bench/README.md "Eviction policy". */
-        c->dpol = evict_new(EVICT_SIEVE, cfg->cache.disk_size);
+        evict_opts o;
+        evict_opts_default(&o);
+        o.sketch = 1;
+        c->dpol = evict_new_opts(EVICT_SIEVE, cfg->cache.disk_size, &o);
         c->persist = cache_persist_open(c, cfg->cache.disk_path, cfg->cache.disk_size, err, errlen);
         if (!c->persist) {
             sh_cache_free(c);
@@ -645,6 +687,7 @@ void sh_cache_free(sh_cache *c)
     sh_free(c->rules);
     pthread_mutex_destroy(&c->rules_lock);
     evict_free(c->mem);
+    cache_arena_release();
     for (size_t i = 0; i < c->dmap_cap; i++) {
         for (dent *d = c->dmap[i], *next; d; d = next) {
             next = d->next;
@@ -697,22 +740,33 @@ static void drop_disk_only(sh_cache *c, const char *key, size_t keylen, uint64_t
     pthread_mutex_lock(&s->lock);
     cache_obj *o = shard_find(s, h, key, keylen);
     int was = o && o->disk_only && shard_unlink(s, o);
+    /* A copy in memory loses its disk copy: when the memory tier evicts it, no
+     * disk-only entry may stand in for a file that is gone (that would cost a
+     * failed open and a second lookup before the origin fetch). */
+    if (o && !o->disk_only) atomic_store(&o->on_disk, 0);
     pthread_mutex_unlock(&s->lock);
     if (was) cache_obj_unref(o);
 }
 
-/* Charge a stored file to the disk policy; evicted files are deleted. */
-static void disk_account(sh_cache *c, const char *key, size_t keylen, uint64_t h, uint64_t size)
+/*
+ * Charge a stored file to the disk policy; evicted files are deleted. A new key
+ * (admit set) goes through the frequency admission of evict_admit(): when it is
+ * refused, its own file is deleted too and 0 is returned. Restored files and
+ * rewrites of a key already stored are always taken. Returns 1 when the file stays.
+ */
+static int disk_account(sh_cache *c, const char *key, size_t keylen, uint64_t h, uint64_t size,
+                        int admit)
 {
     evict_node *victims[64];
-    dent *gone[64];
-    size_t ngone = 0;
+    dent *local[65], **gone = local;
+    size_t ngone = 0, gone_cap = 65, n;
     bool admitted = false;
     pthread_mutex_lock(&c->dlock);
     dent **p = dmap_find(c, h, key, keylen);
     dent *d = p ? *p : NULL;
     if (d) {
         evict_remove(c->dpol, &d->node);
+        admit = 0;
     } else {
         d = sh_calloc(1, sizeof(*d));
         d->key = sh_malloc(keylen);
@@ -722,22 +776,37 @@ static void disk_account(sh_cache *c, const char *key, size_t keylen, uint64_t h
         dmap_add(c, d);
     }
     evict_node_init(&d->node, h, size);
-    size_t n = evict_insert(c->dpol, &d->node, victims, 64, &admitted);
-    for (size_t i = 0; i < n + (admitted ? 0 : 1); i++) {
-        dent *v = i < n ? (dent *)((char *)victims[i] - offsetof(dent, node)) : d;
-        dent **vp = dmap_find(c, v->node.hash, v->key, v->keylen);
-        if (vp) *vp = v->next;
-        c->dmap_n--;
-        gone[ngone++] = v;
+    for (;;) {
+        n = admit ? evict_admit(c->dpol, &d->node, victims, 64, &admitted)
+                  : evict_insert(c->dpol, &d->node, victims, 64, &admitted);
+        int last = admitted || n < 64;
+        if (ngone + n + 1 > gone_cap) { /* a big file displacing many small ones */
+            gone_cap = (ngone + n + 1) * 2;
+            dent **g = sh_malloc(gone_cap * sizeof(*g));
+            memcpy(g, gone, ngone * sizeof(*g));
+            if (gone != local) sh_free(gone);
+            gone = g;
+        }
+        for (size_t i = 0; i < n + (last && !admitted ? 1 : 0); i++) {
+            dent *v = i < n ? (dent *)((char *)victims[i] - offsetof(dent, node)) : d;
+            dent **vp = dmap_find(c, v->node.hash, v->key, v->keylen);
+            if (vp) *vp = v->next;
+            c->dmap_n--;
+            gone[ngone++] = v;
+        }
+        if (last) break;
     }
     pthread_mutex_unlock(&c->dlock);
     for (size_t i = 0; i < ngone; i++) {
         drop_disk_only(c, gone[i]->key, gone[i]->keylen, gone[i]->node.hash);
         cache_persist_remove(c->persist, gone[i]->key, gone[i]->keylen);
-        atomic_fetch_add(&c->stats.evictions, 1);
+        if (admitted || i + 1 < ngone) /* a refused newcomer is last: not an eviction */
+            atomic_fetch_add(&c->stats.evictions, 1);
         sh_free(gone[i]->key);
         sh_free(gone[i]);
     }
+    if (gone != local) sh_free(gone);
+    return admitted;
 }
 
 /* Record a disk hit; returns how many came before it in this process. */
@@ -837,11 +906,23 @@ void cache_disk_restored(sh_cache *c, cache_obj *o, uint64_t footprint)
     int add = !shard_find(s, o->hash, o->key, o->keylen);
     if (add) shard_insert(s, o);
     pthread_mutex_unlock(&s->lock);
-    if (add) disk_account(c, o->key, o->keylen, o->hash, footprint);
+    /* Even when the key is indexed already (a fill or probe during the scan):
+     * the file is on disk and must count against the disk budget. */
+    disk_account(c, o->key, o->keylen, o->hash, footprint, 0);
 }
 
 void cache_disk_committed(sh_cache *c, cache_obj *o)
 {
+    /* Decided first: a refused file must never be indexed, even briefly. */
+    if (!disk_account(c, o->key, o->keylen, o->hash,
+                      (uint64_t)o->size + o->keylen + 4096, /* about the file's footprint */
+                      1)) {
+        /* Its file is being deleted; the copy in memory, if charged there, stays
+         * and may be offered again when the memory tier evicts it (disk_reoffer). */
+        atomic_store(&o->disk_refused, 1 + evict_estimate(c->dpol, o->hash));
+        if (o->evict.size == 0) cache_index_remove(o); /* memory was only lent to it */
+        return;
+    }
     atomic_store(&o->on_disk, 1);
     /* Evicted from memory before the write finished, or never charged to the
      * memory tier (larger than it): the index keeps the disk copy instead. */
@@ -855,8 +936,6 @@ void cache_disk_committed(sh_cache *c, cache_obj *o)
     pthread_mutex_unlock(&s->lock);
     if (swap) cache_obj_unref(o);
     cache_obj_unref(keep);
-    disk_account(c, o->key, o->keylen, o->hash,
-                 (uint64_t)o->size + o->keylen + 4096); /* about the file's footprint */
 }
 
 void cache_load_head(cache_obj *o)

@@ -36,6 +36,11 @@
 #define VERSION_PREFIX "shield-disk-cache "
 #define RULES_LOG      "invalidations.log"
 #define REL_MAX        96
+#define NLEAVES        4096 /* 16 x 256 fan-out leaves */
+#define LEAF_LOCKS     256
+/* Up to this many objects a batch syncs file by file; above it one syncfs()
+ * is cheaper (bench/README.md "Disk fill rate"). */
+#define BATCH_FSYNC_MAX 4
 
 struct disk_store {
     int root;    /* the cache directory; every path below is relative to it */
@@ -47,6 +52,17 @@ struct disk_store {
     pthread_mutex_t mu;
     uint64_t used, count;
     uint64_t tmp_seq; /* atomic: temp file suffix */
+    char tmp_tag[48]; /* ".tmp.<pid>.<nonce>.": this store's temp files, which a scan keeps */
+    /* Start-up scan running concurrently with writers (see disk_scan): a leaf's
+     * files are counted in used/count by the scan until the leaf is done, by
+     * commits and removals afterwards. leaf_done is read and written under the
+     * leaf's stripe of leaf_mu, which the scan holds for a whole leaf and
+     * publishers for a rename or unlink while scanning is set. */
+    int scanning;  /* atomic */
+    int scan_stop; /* atomic: disk_scan_cancel */
+    unsigned char leaf_done[NLEAVES];
+    pthread_mutex_t leaf_mu[LEAF_LOCKS];
+    uint64_t scan_leaves, scan_kept, scan_kept_bytes; /* atomic: progress */
 };
 
 struct disk_writer {
@@ -62,6 +78,7 @@ struct disk_writer {
     size_t ncrcs, cap;
     EVP_MD_CTX *md5;
     int64_t stored_at;
+    uint64_t fp; /* footprint, set by disk_writer_finish */
 };
 
 /* What load_head() learns from a file without reading its body. */
@@ -209,6 +226,39 @@ static int is_hexn(const char *name, size_t n)
     return strlen(name) == n && is_hex(name, n);
 }
 
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : 0;
+}
+
+/* Leaf number of a relative path "a/bc/..." or of a directory "a/bc". */
+static unsigned leaf_of(const char *rel)
+{
+    return (unsigned)(hexval(rel[0]) << 8 | hexval(rel[2]) << 4 | hexval(rel[3]));
+}
+
+/* While a scan runs, lock rel's leaf so a rename or unlink there cannot
+ * interleave with the scan of that leaf; NULL (no lock) otherwise. */
+static pthread_mutex_t *leaf_enter(disk_store *s, const char *rel)
+{
+    if (!__atomic_load_n(&s->scanning, __ATOMIC_ACQUIRE)) return NULL;
+    pthread_mutex_t *m = &s->leaf_mu[leaf_of(rel) % LEAF_LOCKS];
+    pthread_mutex_lock(m);
+    return m;
+}
+
+static void leaf_leave(pthread_mutex_t *m)
+{
+    if (m) pthread_mutex_unlock(m);
+}
+
+/* Whether files in rel's leaf are in used/count (its leaf lock held if a scan runs). */
+static int leaf_counted(disk_store *s, const char *rel)
+{
+    return !__atomic_load_n(&s->scanning, __ATOMIC_ACQUIRE) ||
+           __atomic_load_n(&s->leaf_done[leaf_of(rel)], __ATOMIC_ACQUIRE);
+}
+
 static void uncount(disk_store *s, off_t size) /* s->mu held */
 {
     uint64_t fp = footprint((uint64_t)size);
@@ -221,11 +271,13 @@ static void uncount(disk_store *s, off_t size) /* s->mu held */
 static void remove_if_same(disk_store *s, const char *rel, dev_t dev, ino_t ino)
 {
     struct stat st;
+    pthread_mutex_t *lm = leaf_enter(s, rel);
     pthread_mutex_lock(&s->mu);
     if (fstatat(s->root, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == dev &&
-        st.st_ino == ino && unlinkat(s->root, rel, 0) == 0)
+        st.st_ino == ino && unlinkat(s->root, rel, 0) == 0 && leaf_counted(s, rel))
         uncount(s, st.st_size);
     pthread_mutex_unlock(&s->mu);
+    leaf_leave(lm);
 }
 
 /* ---- validation ----------------------------------------------------------------------------- */
@@ -422,6 +474,14 @@ disk_store *disk_open(const char *dir, uint64_t max_bytes, char *err, size_t err
     s->sync = 1;
     s->max_bytes = max_bytes;
     pthread_mutex_init(&s->mu, NULL);
+    for (int i = 0; i < LEAF_LOCKS; i++)
+        pthread_mutex_init(&s->leaf_mu[i], NULL);
+    /* The nonce tells this store's temp files from those of a crashed
+     * predecessor that had the same pid (pid 1 in a container). */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(s->tmp_tag, sizeof s->tmp_tag, ".tmp.%ld.%08lx.", (long)getpid(),
+             (unsigned long)((uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 20) & 0xffffffffUL);
     return s;
 fail:
     if (lock >= 0) close(lock);
@@ -435,6 +495,8 @@ void disk_close(disk_store *s)
     close(s->root);
     close(s->lock_fd);
     pthread_mutex_destroy(&s->mu);
+    for (int i = 0; i < LEAF_LOCKS; i++)
+        pthread_mutex_destroy(&s->leaf_mu[i]);
     sh_free(s);
 }
 
@@ -470,9 +532,8 @@ typedef struct {
     disk_store *s;
     disk_scan_cb cb;
     void *ud;
-    char (*leaves)[5]; /* "a/bc" */
-    size_t nleaves;
-    size_t next; /* atomic: next leaf to scan */
+    unsigned delay_us; /* SHIELD_TEST_SCAN_DELAY_US (test hook) */
+    size_t next;       /* atomic: next leaf number */
     pthread_mutex_t mu;
     disk_scan_stats st; /* merged from the workers under mu */
 } scan_job;
@@ -502,7 +563,10 @@ static void drop(int dfd, const char *name, uint64_t *counter, disk_scan_stats *
         st->errors++;
 }
 
-/* Validate one "<32 hex>.obj" file and report it; unreadable (EIO) counts as corrupt. */
+/* Validate one "<32 hex>.obj" file and report it; unreadable (EIO) counts as
+ * corrupt. The leaf lock is held: no rename or unlink of this name can come
+ * between reading the file and the callback, so the engine never indexes a
+ * file that has already been replaced. */
 static void scan_object(scan_job *j, int dfd, const char *name, disk_scan_stats *st)
 {
     struct stat sb;
@@ -531,7 +595,14 @@ static void scan_object(scan_job *j, int dfd, const char *name, disk_scan_stats 
     if (j->cb) j->cb(j->ud, h.km, h.key_len, &info);
     st->kept++;
     st->kept_bytes += info.footprint;
+    pthread_mutex_lock(&j->s->mu);
+    j->s->used += info.footprint;
+    j->s->count++;
+    pthread_mutex_unlock(&j->s->mu);
+    __atomic_fetch_add(&j->s->scan_kept, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&j->s->scan_kept_bytes, info.footprint, __ATOMIC_RELAXED);
     head_free(&h);
+    if (j->delay_us) usleep(j->delay_us);
 }
 
 static int by_ino(const void *a, const void *b)
@@ -540,11 +611,18 @@ static int by_ino(const void *a, const void *b)
     return x->ino < y->ino ? -1 : x->ino > y->ino;
 }
 
-/* Scan one leaf "a/bc". Files are visited in inode order: hash order would
- * make every open a random inode-table read on a cold cache. */
-static void scan_leaf(scan_job *j, const char *rel, disk_scan_stats *st)
+/* Scan leaf number `leaf` ("a/bc") under its lock, then mark it done. Files
+ * are visited in inode order: hash order would make every open a random
+ * inode-table read on a cold cache. A missing leaf is simply empty: every
+ * leaf is visited, so one created by a writer meanwhile is never skipped. */
+static void scan_leaf(scan_job *j, unsigned leaf, disk_scan_stats *st)
 {
-    int dfd = openat(j->s->root, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    disk_store *s = j->s;
+    char rel[8];
+    snprintf(rel, sizeof rel, "%x/%02x", leaf >> 8, leaf & 255);
+    pthread_mutex_t *m = &s->leaf_mu[leaf % LEAF_LOCKS];
+    pthread_mutex_lock(m);
+    int dfd = openat(s->root, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
     const char prefix[3] = {rel[0], rel[2], rel[3]};
     leaf_ent *v = NULL;
@@ -553,8 +631,8 @@ static void scan_leaf(scan_job *j, const char *rel, disk_scan_stats *st)
 
     if (!d) {
         if (dfd >= 0) close(dfd);
-        st->errors++;
-        return;
+        if (dfd >= 0 || (errno != ENOENT && errno != ENOTDIR)) st->errors++;
+        goto done;
     }
     while ((e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
@@ -566,6 +644,8 @@ static void scan_leaf(scan_job *j, const char *rel, disk_scan_stats *st)
         const char *nm = v[i].name;
         if (v[i].kind == 'd')
             st->errors++; /* not ours, and not a file: leave it */
+        else if (strstr(nm, s->tmp_tag))
+            ; /* a write of this process in progress */
         else if (strstr(nm, ".tmp."))
             drop(dfd, nm, &st->dropped_temp, st);
         else if (v[i].kind == 'f' && strlen(nm) == NAME_HEX + 4 && is_hex(nm, NAME_HEX) &&
@@ -577,6 +657,10 @@ static void scan_leaf(scan_job *j, const char *rel, disk_scan_stats *st)
     }
     sh_free(v);
     closedir(d);
+done:
+    __atomic_store_n(&s->leaf_done[leaf], 1, __ATOMIC_RELEASE);
+    __atomic_fetch_add(&s->scan_leaves, 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(m);
 }
 
 static void stats_add(disk_scan_stats *a, const disk_scan_stats *b)
@@ -594,22 +678,22 @@ static void *scan_worker(void *arg)
     scan_job *j = arg;
     disk_scan_stats st = {0};
     size_t i;
-    while ((i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED)) < j->nleaves)
-        scan_leaf(j, j->leaves[i], &st);
+    while (!__atomic_load_n(&j->s->scan_stop, __ATOMIC_RELAXED) &&
+           (i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED)) < NLEAVES)
+        scan_leaf(j, (unsigned)i, &st);
     pthread_mutex_lock(&j->mu);
     stats_add(&j->st, &st);
     pthread_mutex_unlock(&j->mu);
     return NULL;
 }
 
-/* List the leaves "a/bc" (and clean strays at level one) on the calling thread:
- * at most 16 + 16 small directories. */
-static int list_leaves(scan_job *j)
+/* Clean strays at level one ("a/<not a leaf>") on the calling thread: at most
+ * 16 small directories. Writers never put files there. */
+static int clean_level1(scan_job *j)
 {
     int tfd = openat(j->s->root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *top = tfd >= 0 ? fdopendir(tfd) : NULL;
     struct dirent *e, *e1;
-    size_t cap = 0;
 
     if (!top) {
         if (tfd >= 0) close(tfd);
@@ -627,17 +711,12 @@ static int list_leaves(scan_job *j)
         while ((e1 = readdir(d1))) {
             const char *n = e1->d_name;
             int kind = entry_kind(l1, e1);
-            if (!strcmp(n, ".") || !strcmp(n, "..")) continue;
-            if (kind == 'd' && is_hexn(n, 2)) {
-                if (j->nleaves == cap)
-                    j->leaves = sh_realloc(j->leaves, (cap = cap ? 2 * cap : 256) * 5);
-                snprintf(j->leaves[j->nleaves++], 5, "%c/%.2s", e->d_name[0], n);
-            } else if (kind == 'd') {
+            if (!strcmp(n, ".") || !strcmp(n, "..") || (kind == 'd' && is_hexn(n, 2))) continue;
+            if (kind == 'd')
                 j->st.errors++;
-            } else {
+            else
                 drop(l1, n, strstr(n, ".tmp.") ? &j->st.dropped_temp : &j->st.dropped_stray,
                      &j->st);
-            }
         }
         closedir(d1);
     }
@@ -650,24 +729,57 @@ int disk_scan(disk_store *s, unsigned threads, disk_scan_cb cb, void *ud, disk_s
     scan_job j = {.s = s, .cb = cb, .ud = ud};
     pthread_t tid[MAX_SCAN_THR];
     unsigned started = 0;
+    const char *delay = getenv("SHIELD_TEST_SCAN_DELAY_US");
 
-    if (list_leaves(&j) < 0) return DISK_ERR_IO;
-    pthread_mutex_init(&j.mu, NULL);
-    if (threads > MAX_SCAN_THR) threads = MAX_SCAN_THR;
-    while (started + 1 < threads && started + 1 < j.nleaves &&
-           pthread_create(&tid[started], NULL, scan_worker, &j) == 0)
-        started++;
-    scan_worker(&j); /* the calling thread works too; fewer threads if creation failed */
-    for (unsigned i = 0; i < started; i++)
-        pthread_join(tid[i], NULL);
-    pthread_mutex_destroy(&j.mu);
-    sh_free(j.leaves);
+    if (delay) j.delay_us = (unsigned)strtoul(delay, NULL, 10);
+    /* Nothing is counted until its leaf is scanned (see struct disk_store). */
     pthread_mutex_lock(&s->mu);
-    s->used = j.st.kept_bytes;
-    s->count = j.st.kept;
+    s->used = 0;
+    s->count = 0;
     pthread_mutex_unlock(&s->mu);
+    for (unsigned i = 0; i < NLEAVES; i++)
+        __atomic_store_n(&s->leaf_done[i], 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->scan_leaves, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->scan_kept, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->scan_kept_bytes, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->scanning, 1, __ATOMIC_RELEASE);
+    int rc = clean_level1(&j) < 0 ? DISK_ERR_IO : DISK_OK;
+    if (rc == DISK_OK) {
+        pthread_mutex_init(&j.mu, NULL);
+        if (threads > MAX_SCAN_THR) threads = MAX_SCAN_THR;
+        while (started + 1 < threads && pthread_create(&tid[started], NULL, scan_worker, &j) == 0)
+            started++;
+        scan_worker(&j); /* the calling thread works too; fewer threads if creation failed */
+        for (unsigned i = 0; i < started; i++)
+            pthread_join(tid[i], NULL);
+        pthread_mutex_destroy(&j.mu);
+    }
+    /* Cancelled or unreadable: what is left unscanned stays uncounted. */
+    __atomic_store_n(&s->scanning, 0, __ATOMIC_RELEASE);
     if (stats) *stats = j.st;
-    return DISK_OK;
+    return rc;
+}
+
+void disk_scan_cancel(disk_store *s)
+{
+    __atomic_store_n(&s->scan_stop, 1, __ATOMIC_RELAXED);
+}
+
+void disk_scan_progress(disk_store *s, disk_scan_state *out)
+{
+    out->running = __atomic_load_n(&s->scanning, __ATOMIC_ACQUIRE);
+    out->leaves_done = __atomic_load_n(&s->scan_leaves, __ATOMIC_RELAXED);
+    out->leaves = NLEAVES;
+    out->objects = __atomic_load_n(&s->scan_kept, __ATOMIC_RELAXED);
+    out->bytes = __atomic_load_n(&s->scan_kept_bytes, __ATOMIC_RELAXED);
+}
+
+int disk_scan_pending(disk_store *s, const void *key, size_t keylen)
+{
+    char hex[NAME_HEX + 1], dir[8];
+    if (!__atomic_load_n(&s->scanning, __ATOMIC_ACQUIRE) || !key || !keylen) return 0;
+    key_paths(key, keylen, dir, NULL, hex);
+    return !__atomic_load_n(&s->leaf_done[leaf_of(dir)], __ATOMIC_ACQUIRE);
 }
 
 /* ---- writer --------------------------------------------------------------------------------- */
@@ -690,7 +802,7 @@ disk_writer *disk_writer_begin(disk_store *s, const void *key, size_t keylen, co
     key_paths(key, keylen, w->dir, w->obj, hex);
     for (int attempt = 0; attempt < 16; attempt++) {
         uint64_t seq = __atomic_fetch_add(&s->tmp_seq, 1, __ATOMIC_RELAXED);
-        snprintf(w->tmp, sizeof w->tmp, "%s/%s.tmp.%ld.%" PRIu64, w->dir, hex, (long)getpid(), seq);
+        snprintf(w->tmp, sizeof w->tmp, "%s/%s%s%" PRIu64, w->dir, hex, s->tmp_tag, seq);
         w->fd = openat(s->root, w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (w->fd >= 0) break;
         if (errno == ENOENT && !made) { /* fan-out directory not created yet */
@@ -788,11 +900,10 @@ static int over_cap(const disk_store *s, uint64_t fp)
     return fp > s->max_bytes || s->used > s->max_bytes;
 }
 
-int disk_writer_commit(disk_writer *w, int64_t expected_size, const unsigned char *expected_md5)
+int disk_writer_finish(disk_writer *w, int64_t expected_size, const unsigned char *expected_md5)
 {
     disk_store *s = w->s;
     unsigned char md5[16], hdr[HDR_SIZE] = {0}, *trl = NULL;
-    struct stat nst, old;
     int rc = DISK_ERR_IO, full;
 
     if (w->err) {
@@ -810,9 +921,9 @@ int disk_writer_commit(disk_writer *w, int64_t expected_size, const unsigned cha
         goto out;
     }
     size_t tab = 4 * w->ncrcs;
-    uint64_t fp = footprint(w->off + tab + TRL_FIXED);
+    w->fp = footprint(w->off + tab + TRL_FIXED);
     pthread_mutex_lock(&s->mu);
-    full = over_cap(s, fp); /* early, before paying for the fsync */
+    full = over_cap(s, w->fp); /* early, before paying for the sync */
     pthread_mutex_unlock(&s->mu);
     if (full) {
         rc = DISK_ERR_FULL;
@@ -836,45 +947,109 @@ int disk_writer_commit(disk_writer *w, int64_t expected_size, const unsigned cha
     put32(trl + tab + 4, (uint32_t)crc32_z(hcrc, trl, tab + 4));
     memcpy(trl + tab + 8, END_MAGIC, 8);
 
-    /* Trailer, then the header that makes the file valid, then fsync: the
-     * rename below only ever publishes complete, durable bytes. */
+    /* Trailer, then the header that makes the file valid; disk_commit_batch
+     * makes them durable before any rename publishes them. */
     if (pwrite_all(w->fd, trl, tab + TRL_FIXED, w->off) < 0 ||
-        pwrite_all(w->fd, hdr, HDR_SIZE, 0) < 0 || (s->sync && fsync(w->fd) < 0) ||
-        fstat(w->fd, &nst) < 0)
+        pwrite_all(w->fd, hdr, HDR_SIZE, 0) < 0)
         goto out;
-    int fd = w->fd;
-    w->fd = -1;
-    if (close(fd) < 0) goto out;
-
-    pthread_mutex_lock(&s->mu);
-    if (over_cap(s, fp)) {
-        pthread_mutex_unlock(&s->mu);
-        rc = DISK_ERR_FULL;
-        goto out;
-    }
-    int had_old = fstatat(s->root, w->obj, &old, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(old.st_mode);
-    if (renameat(s->root, w->tmp, s->root, w->obj) < 0) {
-        pthread_mutex_unlock(&s->mu);
-        goto out;
-    }
-    w->unlinked = 1;
-    if (had_old) uncount(s, old.st_size);
-    s->used += fp;
-    s->count++;
-    pthread_mutex_unlock(&s->mu);
-
-    /* Without this the rename may not survive a power loss; if it fails, take
-     * the object back rather than report failure and leave it counted. */
-    if (s->sync && fsync_dir(s->root, w->dir) < 0) {
-        int e = errno;
-        remove_if_same(s, w->obj, nst.st_dev, nst.st_ino);
-        errno = e;
-        goto out;
-    }
-    rc = DISK_OK;
+    sh_free(trl);
+    return DISK_OK;
 out:
     sh_free(trl);
     writer_free(w);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* fsync every distinct directory of the published writers. */
+static int fsync_dirs(disk_store *s, disk_writer **ws, size_t n, const int *rcs)
+{
+    const char *dirs[BATCH_FSYNC_MAX];
+    size_t nd = 0;
+    for (size_t i = 0; i < n && nd < BATCH_FSYNC_MAX; i++)
+        if (rcs[i] == DISK_OK) dirs[nd++] = ws[i]->dir;
+    qsort(dirs, nd, sizeof *dirs, cmp_str);
+    for (size_t i = 0; i < nd; i++)
+        if ((i == 0 || strcmp(dirs[i], dirs[i - 1]) != 0) && fsync_dir(s->root, dirs[i]) < 0)
+            return -1;
+    return 0;
+}
+
+void disk_commit_batch(disk_store *s, disk_writer **ws, size_t n, int *rcs)
+{
+    struct stat *nst = sh_calloc(n ? n : 1, sizeof *nst);
+    int synced = 1, published = 0;
+    size_t i;
+
+    /* Bytes first: a few files are cheapest synced one by one, more with one
+     * syncfs() (one journal commit for all; it reports writeback errors of the
+     * whole filesystem, so a failure fails the batch). */
+    if (s->sync && n > BATCH_FSYNC_MAX) synced = syncfs(ws[0]->fd) == 0;
+    for (i = 0; i < n; i++) {
+        disk_writer *w = ws[i];
+        rcs[i] = DISK_ERR_IO;
+        if (!synced || (s->sync && n <= BATCH_FSYNC_MAX && fdatasync(w->fd) < 0) ||
+            fstat(w->fd, &nst[i]) < 0)
+            continue;
+        int fd = w->fd;
+        w->fd = -1;
+        if (close(fd) == 0) rcs[i] = DISK_OK;
+    }
+    /* Then the renames, each with its accounting (under the leaf lock while a
+     * scan runs: see struct disk_store). */
+    for (i = 0; i < n; i++) {
+        disk_writer *w = ws[i];
+        struct stat old;
+        if (rcs[i] != DISK_OK) continue;
+        pthread_mutex_t *lm = leaf_enter(s, w->obj);
+        pthread_mutex_lock(&s->mu);
+        int counted = leaf_counted(s, w->obj);
+        if (over_cap(s, w->fp)) {
+            rcs[i] = DISK_ERR_FULL;
+        } else {
+            int had_old =
+                fstatat(s->root, w->obj, &old, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(old.st_mode);
+            if (renameat(s->root, w->tmp, s->root, w->obj) < 0) {
+                rcs[i] = DISK_ERR_IO;
+            } else {
+                w->unlinked = 1;
+                published = 1;
+                if (counted) {
+                    if (had_old) uncount(s, old.st_size);
+                    s->used += w->fp;
+                    s->count++;
+                }
+            }
+        }
+        pthread_mutex_unlock(&s->mu);
+        leaf_leave(lm);
+    }
+    /* Without this the renames may not survive a power loss; if it fails,
+     * take the objects back rather than report failure and leave them counted. */
+    if (s->sync && published &&
+        (n > BATCH_FSYNC_MAX ? syncfs(s->root) < 0 : fsync_dirs(s, ws, n, rcs) < 0)) {
+        int e = errno;
+        for (i = 0; i < n; i++) {
+            if (rcs[i] != DISK_OK) continue;
+            remove_if_same(s, ws[i]->obj, nst[i].st_dev, nst[i].st_ino);
+            rcs[i] = DISK_ERR_IO;
+        }
+        errno = e;
+    }
+    for (i = 0; i < n; i++)
+        writer_free(ws[i]);
+    sh_free(nst);
+}
+
+int disk_writer_commit(disk_writer *w, int64_t expected_size, const unsigned char *expected_md5)
+{
+    disk_store *s = w->s;
+    int rc = disk_writer_finish(w, expected_size, expected_md5);
+    if (rc == DISK_OK) disk_commit_batch(s, &w, 1, &rc);
     return rc;
 }
 
@@ -1017,12 +1192,14 @@ int disk_remove(disk_store *s, const void *key, size_t keylen)
 
     if (!key || keylen == 0 || keylen > DISK_MAX_KEY) return DISK_ERR_INVALID;
     key_paths(key, keylen, NULL, obj, hex);
+    pthread_mutex_t *lm = leaf_enter(s, obj);
     pthread_mutex_lock(&s->mu);
     if (fstatat(s->root, obj, &st, AT_SYMLINK_NOFOLLOW) < 0 || unlinkat(s->root, obj, 0) < 0)
         rc = errno == ENOENT ? DISK_ERR_NOTFOUND : DISK_ERR_IO;
-    else
+    else if (leaf_counted(s, obj))
         uncount(s, st.st_size);
     pthread_mutex_unlock(&s->mu);
+    leaf_leave(lm);
     return rc;
 }
 

@@ -52,6 +52,22 @@ typedef struct ghost {
     uint64_t tab_count;
 } ghost;
 
+/*
+ * TinyLFU frequency sketch: a count-min sketch of width 8-bit counters; each key
+ * has SKETCH_ROWS of them (one per row, rows laid side by side) and its estimate is
+ * the smallest. Counters are relaxed atomics: a racing increment may be lost, and
+ * aging may race with increments, which only makes an estimate approximate.
+ */
+#define SKETCH_ROWS 4
+#define SKETCH_MAX  255
+
+typedef struct sketch {
+    _Atomic uint8_t *c;       /* SKETCH_ROWS * width counters; NULL = no sketch */
+    uint64_t width_mask;      /* width - 1 (width is a power of two) */
+    uint64_t sample;          /* accesses between two halvings */
+    _Atomic uint64_t touches; /* accesses since the last halving */
+} sketch;
+
 struct evict_policy {
     pthread_mutex_t lock;
     evict_kind kind;
@@ -67,7 +83,8 @@ struct evict_policy {
     _Atomic uint64_t used;
     _Atomic uint64_t objects;
     _Atomic uint64_t evictions;
-    uint64_t refused, promotions, ghost_hits;
+    uint64_t refused, promotions, ghost_hits, rejected;
+    sketch sk;
 };
 
 static const char *const kind_names[EVICT_KIND_COUNT] = {"lru", "sieve", "s3fifo"};
@@ -245,6 +262,70 @@ static bool ghost_take(ghost *g, uint64_t hash)
     return true;
 }
 
+/* ---- frequency sketch -------------------------------------------------------------------- */
+
+static void sketch_init(sketch *sk, uint64_t capacity_bytes)
+{
+    /* About one counter per 16 KiB of capacity (e-books are 0.2-200 MB, so
+     * several counters per object that fits), within 4 KiB..4 MiB per row. */
+    uint64_t want = capacity_bytes / (16 * 1024), w = 4096;
+    while (w < want && w < (1u << 22))
+        w <<= 1;
+    sk->c = sh_calloc(SKETCH_ROWS * w, sizeof(*sk->c));
+    sk->width_mask = w - 1;
+    sk->sample = 10 * w;
+    atomic_init(&sk->touches, 0);
+}
+
+static uint64_t sketch_slot(const sketch *sk, uint64_t hash, unsigned row)
+{
+    return (uint64_t)row * (sk->width_mask + 1) +
+           (mix64(hash + (row + 1) * 0x9e3779b97f4a7c15ULL) & sk->width_mask);
+}
+
+/* Halve every counter, so that what was popular long ago fades (TinyLFU's reset). */
+static void sketch_age(sketch *sk)
+{
+    for (uint64_t i = 0; i < SKETCH_ROWS * (sk->width_mask + 1); i++) {
+        uint8_t v = atomic_load_explicit(&sk->c[i], memory_order_relaxed);
+        if (v) atomic_store_explicit(&sk->c[i], (uint8_t)(v / 2), memory_order_relaxed);
+    }
+}
+
+void evict_touch(evict_policy *p, uint64_t hash)
+{
+    sketch *sk = &p->sk;
+    bool counted = false;
+    if (!sk->c) return;
+    for (unsigned r = 0; r < SKETCH_ROWS; r++) {
+        _Atomic uint8_t *c = &sk->c[sketch_slot(sk, hash, r)];
+        uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
+        if (v < SKETCH_MAX) {
+            atomic_store_explicit(c, (uint8_t)(v + 1), memory_order_relaxed);
+            counted = true;
+        }
+    }
+    /* Saturated keys are not counted toward aging: the hottest keys then cost no
+     * store at all. Exactly one caller sees the count reach the sample. */
+    if (counted &&
+        atomic_fetch_add_explicit(&sk->touches, 1, memory_order_relaxed) + 1 == sk->sample) {
+        sketch_age(sk);
+        atomic_fetch_sub_explicit(&sk->touches, sk->sample / 2, memory_order_relaxed);
+    }
+}
+
+unsigned evict_estimate(const evict_policy *p, uint64_t hash)
+{
+    const sketch *sk = &p->sk;
+    unsigned est = SKETCH_MAX;
+    if (!sk->c) return 0;
+    for (unsigned r = 0; r < SKETCH_ROWS; r++) {
+        unsigned v = atomic_load_explicit(&sk->c[sketch_slot(sk, hash, r)], memory_order_relaxed);
+        if (v < est) est = v;
+    }
+    return est;
+}
+
 /* ---- policies ---------------------------------------------------------------------------- */
 
 static uint8_t freq_get(evict_node *n)
@@ -359,6 +440,7 @@ void evict_opts_default(evict_opts *o)
     o->small_percent = 10;
     o->promote_hits = 1;
     o->max_object_percent = 100;
+    o->sketch = 0;
 }
 
 static unsigned clampu(unsigned v, unsigned lo, unsigned hi)
@@ -395,6 +477,8 @@ evict_policy *evict_new_opts(evict_kind kind, uint64_t capacity_bytes, const evi
                         : capacity_bytes / 100 * p->opts.max_object_percent +
                               capacity_bytes % 100 * p->opts.max_object_percent / 100;
     if (kind == EVICT_S3FIFO) ghost_init(&p->ghost, capacity_bytes - p->small_cap);
+    p->opts.sketch = p->opts.sketch ? 1 : 0;
+    if (p->opts.sketch) sketch_init(&p->sk, capacity_bytes);
     return p;
 }
 
@@ -402,6 +486,7 @@ void evict_free(evict_policy *p)
 {
     if (!p) return;
     if (p->kind == EVICT_S3FIFO) ghost_destroy(&p->ghost);
+    sh_free(p->sk.c);
     pthread_mutex_destroy(&p->lock);
     sh_free(p);
 }
@@ -468,6 +553,73 @@ out:
     return nv;
 }
 
+/* Unlink a SIEVE victim chosen by evict_admit (policy lock held). */
+static void sieve_take(evict_policy *p, evict_node *v)
+{
+    if (p->hand == v) p->hand = v->prev;
+    list_unlink(&p->main, v);
+    v->queue = EVICT_Q_NONE;
+    atomic_fetch_sub_explicit(&p->used, v->size, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&p->objects, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->evictions, 1, memory_order_relaxed);
+}
+
+size_t evict_admit(evict_policy *p, evict_node *n, evict_node **victims, size_t max_victims,
+                   bool *admitted)
+{
+    if (p->kind != EVICT_SIEVE || !p->sk.c)
+        return evict_insert(p, n, victims, max_victims, admitted);
+    /* Read before the lock: the sketch does not need it. */
+    unsigned mine = evict_estimate(p, n->hash);
+    size_t nv = 0;
+    bool ok = false;
+
+    pthread_mutex_lock(&p->lock);
+    assert(n->queue == EVICT_Q_NONE);
+    if (n->size > p->max_object) {
+        p->refused++;
+        goto out;
+    }
+    uint64_t used = atomic_load_explicit(&p->used, memory_order_relaxed);
+    uint64_t need = used + n->size > p->capacity ? used + n->size - p->capacity : 0;
+    uint64_t freed = 0, steps = p->main.count;
+    evict_node *at = p->hand;
+    /* One sweep at most: every node is looked at once, so none is picked twice. */
+    while (freed < need && nv < max_victims && steps--) {
+        if (!at) at = p->main.tail;
+        evict_node *next = at->prev;
+        if (freq_get(at))
+            freq_set(at, 0); /* visited: spared once, as SIEVE does */
+        else if (evict_estimate(p, at->hash) <= mine) {
+            victims[nv++] = at;
+            freed += at->size;
+        }
+        at = next;
+    }
+    if (freed < need && nv < max_victims) {
+        /* Everything that could go is asked for more often than n. */
+        p->rejected++;
+        nv = 0;
+        goto out;
+    }
+    p->hand = at;
+    for (size_t i = 0; i < nv; i++)
+        sieve_take(p, victims[i]);
+    if (nv) p->has_evicted = true;
+    if (freed >= need) {
+        freq_set(n, 0);
+        n->queue = EVICT_Q_MAIN;
+        list_push_head(&p->main, n);
+        atomic_fetch_add_explicit(&p->used, n->size, memory_order_relaxed);
+        atomic_fetch_add_explicit(&p->objects, 1, memory_order_relaxed);
+        ok = true;
+    }
+out:
+    pthread_mutex_unlock(&p->lock);
+    if (admitted) *admitted = ok;
+    return nv;
+}
+
 bool evict_remove(evict_policy *p, evict_node *n)
 {
     bool removed = false;
@@ -518,6 +670,7 @@ void evict_get_stats(evict_policy *p, evict_stats *out)
         .promotions = p->promotions,
         .ghost_hits = p->ghost_hits,
         .ghost_entries = p->ghost.live,
+        .rejected = p->rejected,
     };
     pthread_mutex_unlock(&p->lock);
 }

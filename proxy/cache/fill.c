@@ -282,7 +282,7 @@ static int fill_append(cache_fill *f, const char *data, size_t len)
             uint32_t cap = CACHE_CHUNK_SIZE;
             if (!o->pass && f->out_cap - (int64_t)idx * CACHE_CHUNK_SIZE < CACHE_CHUNK_SIZE)
                 cap = (uint32_t)(f->out_cap - (int64_t)idx * CACHE_CHUNK_SIZE);
-            o->chunks[idx] = cache_chunk_new(cap);
+            o->chunks[idx] = o->pass ? cache_chunk_new(cap) : cache_chunk_new_shared(cap);
             if (o->pass && idx + 1 > o->nchunks) o->nchunks = idx + 1;
         }
         size_t n = o->chunks[idx]->cap - off;
@@ -397,7 +397,7 @@ static void publish_compressed(cache_fill *f)
             cache_chunk_ref(ch);
             n->chunks[i] = ch;
         } else {
-            n->chunks[i] = cache_chunk_new(used);
+            n->chunks[i] = cache_chunk_new_shared(used);
             memcpy(n->chunks[i]->data, ch->data, used);
         }
     }

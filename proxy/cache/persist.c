@@ -6,8 +6,28 @@
  * reading bodies, and persist invalidation rules.
  *
  * Every blocking file operation happens here, never on a worker's event loop.
+ *
+ * Start-up: the rule log is replayed before anything is served (a forgotten
+ * invalidation would serve withdrawn content), then the index is rebuilt by a
+ * scan thread while Shield already serves. A lookup that misses the index for
+ * a key whose fan-out leaf is not scanned yet becomes a probe (see
+ * cache_persist_probe): an I/O thread opens the key's file directly (its name
+ * is the key's hash), restores that one entry into the index and sends the
+ * requests back to the lookup, which then applies freshness and invalidation
+ * as for any restored entry; a probe that finds nothing is remembered, so the
+ * next lookup goes to the origin. The scan's per-leaf lock (disk_scan) keeps
+ * it from indexing a file replaced meanwhile, and every open checks that the
+ * file still holds the indexed version (created_us), so a stale entry can
+ * cost a second lookup, never wrong bytes.
+ *
+ * Writes are group-committed: I/O threads write and finish temp files, one
+ * committer thread publishes whatever has accumulated (up to BATCH_MAX
+ * objects / BATCH_BYTES) with one set of syncs (disk_commit_batch). It never
+ * waits for a batch to fill: a lone object is committed at once, and under
+ * load the objects written during one batch's syncs form the next.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <pthread.h>
@@ -116,6 +136,15 @@ static const char *getstr(rbuf *r, size_t *n)
     return s;
 }
 
+/* created_us of the object a metadata blob describes (identity of a stored version). */
+static int meta_created(const void *meta, size_t len, int64_t *created)
+{
+    const size_t at = sizeof(uint32_t) + 2 * sizeof(int64_t);
+    if (len < at + sizeof(int64_t)) return -1;
+    memcpy(created, (const char *)meta + at, sizeof(*created));
+    return 0;
+}
+
 /* Fill a disk-only object's response fields from a metadata blob; 0 or -1. */
 static int meta_decode(cache_obj *o, const void *meta, size_t len, uint64_t body_size)
 {
@@ -164,16 +193,46 @@ typedef struct job {
     cache_file_req *freq; /* OPEN */
 } job;
 
+/* Group commit bounds: objects and bytes per batch, and finished writers
+ * waiting (each holds a descriptor) before I/O threads wait for the committer. */
+#define BATCH_MAX   64
+#define BATCH_BYTES (64u << 20)
+#define COMMIT_QMAX 256
+
+typedef struct pend {
+    struct pend *next;
+    disk_writer *w;
+    cache_obj *o; /* a reference */
+    uint64_t bytes;
+} pend;
+
+/* Keys whose probe found no file, while the scan runs (64-bit hashes; a
+ * collision only turns a probe into an origin fetch). */
+typedef struct {
+    uint64_t *v;
+    size_t n, cap; /* open addressing, cap a power of two; 0 is empty */
+} keyset;
+
 struct cache_persist {
     sh_cache *cache;
     disk_store *disk;
-    pthread_t threads[4]; /* fsync-bound: more threads overlap the syncs */
+    char *dir;
+    pthread_t threads[4]; /* writes and loads overlap their I/O */
     size_t nthreads;
-    pthread_mutex_t lock;
+    pthread_t committer, scanner;
+    int scan_started;
+    pthread_mutex_t lock; /* jobs, the commit queue, pending */
     pthread_cond_t cond;
     job *head, **tail;
     int stopping;
-    size_t pending;
+    size_t pending; /* jobs queued or running, plus writers not yet committed */
+    pthread_cond_t commit_cond, commit_space;
+    pend *chead, **ctail;
+    size_t cn;
+    int commit_stop;
+    pthread_mutex_t absent_lock;
+    keyset absent;
+    _Atomic int scanning; /* the start-up scan runs */
 };
 
 static void push(cache_persist *p, job *j)
@@ -219,12 +278,179 @@ static void do_persist(cache_persist *p, cache_obj *o)
     }
     unsigned char md5[16];
     int have_md5 = o->etag && cache_etag_is_plain_md5(o->etag, strlen(o->etag), md5);
-    int rc = disk_writer_commit(w, o->size, have_md5 ? md5 : NULL);
+    int rc = disk_writer_finish(w, o->size, have_md5 ? md5 : NULL);
     if (rc != DISK_OK) {
         write_failed(p, o, disk_rc_name(rc));
         return;
     }
-    cache_disk_committed(p->cache, o);
+    pend *c = sh_calloc(1, sizeof(*c));
+    c->w = w;
+    c->o = o;
+    c->bytes = (uint64_t)o->size;
+    cache_obj_ref(o);
+    pthread_mutex_lock(&p->lock);
+    while (p->cn >= COMMIT_QMAX && !p->commit_stop)
+        pthread_cond_wait(&p->commit_space, &p->lock);
+    *p->ctail = c;
+    p->ctail = &c->next;
+    p->cn++;
+    p->pending++; /* until committed */
+    pthread_cond_signal(&p->commit_cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Publish every finished writer that has accumulated, up to a batch (waiting
+ * for one if wait); returns how many, 0 when there was none to wait for. */
+static size_t commit_once(cache_persist *p, int wait)
+{
+    disk_writer *ws[BATCH_MAX];
+    pend *batch[BATCH_MAX];
+    int rcs[BATCH_MAX];
+    {
+        pthread_mutex_lock(&p->lock);
+        while (wait && !p->chead && !p->commit_stop)
+            pthread_cond_wait(&p->commit_cond, &p->lock);
+        size_t n = 0;
+        uint64_t bytes = 0;
+        while (p->chead && n < BATCH_MAX && (n == 0 || bytes + p->chead->bytes <= BATCH_BYTES)) {
+            pend *c = p->chead;
+            p->chead = c->next;
+            if (!p->chead) p->ctail = &p->chead;
+            bytes += c->bytes;
+            batch[n] = c;
+            ws[n++] = c->w;
+        }
+        p->cn -= n;
+        pthread_cond_broadcast(&p->commit_space);
+        pthread_mutex_unlock(&p->lock);
+        if (!n) return 0;
+
+        disk_commit_batch(p->disk, ws, n, rcs);
+        for (size_t i = 0; i < n; i++) {
+            if (rcs[i] == DISK_OK)
+                cache_disk_committed(p->cache, batch[i]->o);
+            else
+                write_failed(p, batch[i]->o, disk_rc_name(rcs[i]));
+            cache_obj_unref(batch[i]->o);
+            sh_free(batch[i]);
+        }
+        pthread_mutex_lock(&p->lock);
+        p->pending -= n;
+        pthread_cond_broadcast(&p->cond);
+        pthread_mutex_unlock(&p->lock);
+        return n;
+    }
+}
+
+/* The group committer thread. */
+static void *commit_main(void *arg)
+{
+    cache_persist *p = arg;
+    while (commit_once(p, 1))
+        ;
+    return NULL;
+}
+
+/* Tell o's waiters to look up again (as after a failed disk read). */
+static void relookup(cache_obj *o)
+{
+    pthread_mutex_lock(&o->lock);
+    o->fail = CACHE_FAIL_DISK;
+    atomic_store(&o->state, CACHE_OBJ_FAILED);
+    cache_wake_all_locked(o, CACHE_EV_FAIL);
+    pthread_mutex_unlock(&o->lock);
+}
+
+/* Whether e holds the stored version that o was made from. */
+static int same_version(const cache_obj *o, disk_entry *e)
+{
+    const disk_info *in = disk_entry_info(e);
+    int64_t created;
+    return meta_created(in->meta, in->meta_len, &created) == 0 && created == o->created_us &&
+           (int64_t)in->body_size == o->size;
+}
+
+/* Index e's object in place of o (a probe, or an entry for another version of
+ * the file): the next lookup sees what is really stored. */
+static void restore_entry(cache_persist *p, cache_obj *o, disk_entry *e)
+{
+    const disk_info *in = disk_entry_info(e);
+    cache_obj *d = cache_obj_new_disk(p->cache, o->key, o->keylen);
+    cache_index_remove(o);
+    if (meta_decode(d, in->meta, in->meta_len, in->body_size) == 0)
+        cache_disk_restored(p->cache, d, in->footprint);
+    cache_obj_unref(d);
+}
+
+static uint64_t key_hash64(const char *k, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)k[i]) * 1099511628211ull;
+    return h ? h : 1;
+}
+
+static int absent_has(cache_persist *p, uint64_t h)
+{
+    keyset *ks = &p->absent;
+    if (!ks->cap) return 0;
+    for (size_t i = h & (ks->cap - 1); ks->v[i]; i = (i + 1) & (ks->cap - 1))
+        if (ks->v[i] == h) return 1;
+    return 0;
+}
+
+static void absent_add(cache_persist *p, uint64_t h)
+{
+    keyset *ks = &p->absent;
+    pthread_mutex_lock(&p->absent_lock);
+    if (!absent_has(p, h)) {
+        if ((ks->n + 1) * 2 > ks->cap) {
+            size_t cap = ks->cap ? ks->cap * 2 : 1024;
+            uint64_t *v = sh_calloc(cap, sizeof(*v));
+            for (size_t i = 0; i < ks->cap; i++) {
+                if (!ks->v[i]) continue;
+                size_t j = ks->v[i] & (cap - 1);
+                while (v[j])
+                    j = (j + 1) & (cap - 1);
+                v[j] = ks->v[i];
+            }
+            sh_free(ks->v);
+            ks->v = v;
+            ks->cap = cap;
+        }
+        size_t i = h & (ks->cap - 1);
+        while (ks->v[i])
+            i = (i + 1) & (ks->cap - 1);
+        ks->v[i] = h;
+        ks->n++;
+    }
+    pthread_mutex_unlock(&p->absent_lock);
+}
+
+int cache_persist_probe(cache_persist *p, const char *key, size_t keylen)
+{
+    if (!atomic_load_explicit(&p->scanning, memory_order_acquire)) return 0;
+    if (!disk_scan_pending(p->disk, key, keylen)) return 0;
+    uint64_t h = key_hash64(key, keylen);
+    pthread_mutex_lock(&p->absent_lock);
+    int known = absent_has(p, h);
+    pthread_mutex_unlock(&p->absent_lock);
+    return !known;
+}
+
+/* A probe (cache_persist_probe): look for key's file before the scan gets there. */
+static void do_probe(cache_persist *p, cache_obj *o)
+{
+    disk_entry *e = NULL;
+    int rc = disk_open_entry(p->disk, o->key, o->keylen, &e);
+    if (rc == DISK_OK) {
+        restore_entry(p, o, e);
+        disk_entry_close(e);
+    } else {
+        absent_add(p, key_hash64(o->key, o->keylen)); /* the next lookup asks the origin */
+        cache_index_remove(o);
+    }
+    relookup(o);
 }
 
 /* Read a disk-only object's body into the FILLING object o, publishing bytes
@@ -232,7 +458,17 @@ static void do_persist(cache_persist *p, cache_obj *o)
 static void do_load(cache_persist *p, cache_obj *o)
 {
     disk_entry *e = NULL;
+    if (o->size < 0) { /* a probe: a new object whose response is not known yet */
+        do_probe(p, o);
+        return;
+    }
     int rc = disk_open_entry(p->disk, o->key, o->keylen, &e);
+    if (rc == DISK_OK && !same_version(o, e)) {
+        restore_entry(p, o, e);
+        disk_entry_close(e);
+        relookup(o);
+        return;
+    }
     if (rc == DISK_OK) rc = disk_entry_verify(e);
     if (rc != DISK_OK) {
         sh_log(SH_LOG_WARN, "cache: disk object dropped: %s", disk_rc_name(rc));
@@ -247,10 +483,10 @@ static void do_load(cache_persist *p, cache_obj *o)
         int64_t off = (int64_t)i * CACHE_CHUNK_SIZE;
         uint32_t cap =
             (uint32_t)(o->size - off < CACHE_CHUNK_SIZE ? o->size - off : CACHE_CHUNK_SIZE);
-        cache_chunk *ch = cache_chunk_new(cap);
+        cache_chunk *ch = cache_chunk_new_shared(cap);
         ssize_t got = disk_read_body(e, (uint64_t)off, ch->data, cap);
         if (got != (ssize_t)cap) {
-            sh_free(ch);
+            cache_chunk_unref(ch);
             disk_entry_close(e);
             disk_remove(p->disk, o->key, o->keylen);
             cache_load_failed(o);
@@ -275,6 +511,15 @@ static void do_open(cache_persist *p, cache_file_req *r)
 {
     disk_entry *e = NULL;
     int rc = disk_open_entry(p->disk, r->o->key, r->o->keylen, &e);
+    if (rc == DISK_OK && !same_version(r->o, e)) {
+        /* Replaced since it was indexed: index what is there, look up again. */
+        restore_entry(p, r->o, e);
+        disk_entry_close(e);
+        pthread_mutex_lock(&r->lock);
+        if (!r->cancelled) sh_worker_wake(r->waiter.worker, &r->waiter, CACHE_EV_FAIL);
+        pthread_mutex_unlock(&r->lock);
+        return;
+    }
     if (rc == DISK_OK && !cache_disk_verified(p->cache, r->o, 0)) {
         rc = disk_entry_verify(e);
         if (rc == DISK_OK) cache_disk_verified(p->cache, r->o, 1);
@@ -297,22 +542,24 @@ static void do_open(cache_persist *p, cache_file_req *r)
     pthread_mutex_unlock(&r->lock);
 }
 
-static void *io_main(void *arg)
+/* The next job (waiting for one if wait), or NULL. */
+static job *pop_job(cache_persist *p, int wait)
 {
-    cache_persist *p = arg;
-    for (;;) {
-        pthread_mutex_lock(&p->lock);
-        while (!p->head && !p->stopping)
-            pthread_cond_wait(&p->cond, &p->lock);
-        job *j = p->head;
-        if (!j) {
-            pthread_mutex_unlock(&p->lock);
-            return NULL;
-        }
+    pthread_mutex_lock(&p->lock);
+    while (wait && !p->head && !p->stopping)
+        pthread_cond_wait(&p->cond, &p->lock);
+    job *j = p->head;
+    if (j) {
         p->head = j->next;
         if (!p->head) p->tail = &p->head;
-        pthread_mutex_unlock(&p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return j;
+}
 
+static void run_job(cache_persist *p, job *j)
+{
+    {
         switch (j->kind) {
         case JOB_PERSIST:
             do_persist(p, j->o);
@@ -340,27 +587,51 @@ static void *io_main(void *arg)
     }
 }
 
-typedef struct {
-    sh_cache *cache;
-    uint64_t kept;
-} scan_ctx;
+static void *io_main(void *arg)
+{
+    cache_persist *p = arg;
+    job *j;
+    while ((j = pop_job(p, 1)))
+        run_job(p, j);
+    return NULL;
+}
 
 static void scan_cb(void *ud, const void *key, size_t keylen, const disk_info *info)
 {
-    scan_ctx *sc = ud;
-    cache_obj *o = cache_obj_new_disk(sc->cache, key, keylen);
-    if (meta_decode(o, info->meta, info->meta_len, info->body_size) != 0) {
-        cache_obj_unref(o);
-        return;
-    }
-    cache_disk_restored(sc->cache, o, info->footprint);
+    cache_persist *p = ud;
+    cache_obj *o = cache_obj_new_disk(p->cache, key, keylen);
+    if (meta_decode(o, info->meta, info->meta_len, info->body_size) == 0)
+        cache_disk_restored(p->cache, o, info->footprint);
     cache_obj_unref(o);
-    __atomic_fetch_add(&sc->kept, 1, __ATOMIC_RELAXED);
 }
 
 static void rule_cb(void *ud, const char *pattern, int64_t time_us)
 {
     cache_rule_restore(ud, pattern, time_us);
+}
+
+/* The start-up scan, while the workers serve. */
+static void *scan_main(void *arg)
+{
+    cache_persist *p = arg;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    disk_scan_stats st = {0};
+    disk_scan(p->disk, 4, scan_cb, p, &st);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    atomic_store_explicit(&p->scanning, 0, memory_order_release);
+    pthread_mutex_lock(&p->absent_lock);
+    sh_free(p->absent.v);
+    p->absent = (keyset){0};
+    pthread_mutex_unlock(&p->absent_lock);
+    sh_log(SH_LOG_INFO,
+           "cache: disk %s: %llu objects restored in %.3f s (%llu corrupt, %llu temp, %llu "
+           "stray files dropped), %llu bytes, scanned while serving",
+           p->dir, (unsigned long long)st.kept,
+           (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+           (unsigned long long)st.dropped_corrupt, (unsigned long long)st.dropped_temp,
+           (unsigned long long)st.dropped_stray, (unsigned long long)st.kept_bytes);
+    return NULL;
 }
 
 cache_persist *cache_persist_open(sh_cache *c, const char *dir, uint64_t max_bytes, char *err,
@@ -371,38 +642,39 @@ cache_persist *cache_persist_open(sh_cache *c, const char *dir, uint64_t max_byt
     cache_persist *p = sh_calloc(1, sizeof(*p));
     p->cache = c;
     p->disk = d;
+    p->dir = sh_strdup(dir);
     p->tail = &p->head;
+    p->ctail = &p->chead;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
+    pthread_cond_init(&p->commit_cond, NULL);
+    pthread_cond_init(&p->commit_space, NULL);
+    pthread_mutex_init(&p->absent_lock, NULL);
 
-    /* Known to the engine before the scan: restoring may already evict
-     * (queued removals run once the threads start). */
+    /* Known to the engine before the scan: restoring may already evict. */
     cache_set_persist(c, p);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    /* Rules before anything is served: they apply to objects found by the
+     * scan and by probes alike. */
     size_t bad = 0;
     disk_rules_load(d, rule_cb, c, &bad);
-    scan_ctx sc = {c, 0};
-    disk_scan_stats st = {0};
-    disk_scan(d, 4, scan_cb, &sc, &st);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    sh_log(SH_LOG_INFO,
-           "cache: disk %s: %llu objects restored in %.3f s (%llu corrupt, %llu temp, %llu "
-           "stray files dropped)",
-           dir, (unsigned long long)sc.kept,
-           (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
-           (unsigned long long)st.dropped_corrupt, (unsigned long long)st.dropped_temp,
-           (unsigned long long)st.dropped_stray);
 
     p->nthreads = sizeof(p->threads) / sizeof(p->threads[0]);
     for (size_t i = 0; i < p->nthreads; i++)
         pthread_create(&p->threads[i], NULL, io_main, p);
+    pthread_create(&p->committer, NULL, commit_main, p);
+    atomic_store(&p->scanning, 1);
+    if (pthread_create(&p->scanner, NULL, scan_main, p) == 0)
+        p->scan_started = 1;
+    else
+        scan_main(p);
     return p;
 }
 
 void cache_persist_close(cache_persist *p)
 {
     if (!p) return;
+    disk_scan_cancel(p->disk);
+    if (p->scan_started) pthread_join(p->scanner, NULL);
     pthread_mutex_lock(&p->lock);
     p->stopping = 1;
     pthread_cond_broadcast(&p->cond);
@@ -410,10 +682,35 @@ void cache_persist_close(cache_persist *p)
     /* Queued writes finish: a clean stop keeps what was cached. */
     for (size_t i = 0; i < p->nthreads; i++)
         pthread_join(p->threads[i], NULL);
+    pthread_mutex_lock(&p->lock);
+    p->commit_stop = 1;
+    pthread_cond_broadcast(&p->commit_cond);
+    pthread_mutex_unlock(&p->lock);
+    pthread_join(p->committer, NULL);
+    /* Commits may have queued removals (disk evictions) after the I/O threads
+     * left, and those nothing else: finish both queues here. */
+    for (;;) {
+        job *j = pop_job(p, 0);
+        if (j)
+            run_job(p, j);
+        else if (!commit_once(p, 0))
+            break;
+    }
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->cond);
+    pthread_cond_destroy(&p->commit_cond);
+    pthread_cond_destroy(&p->commit_space);
+    pthread_mutex_destroy(&p->absent_lock);
+    sh_free(p->absent.v);
+    sh_free(p->dir);
     disk_close(p->disk);
     sh_free(p);
+}
+
+void cache_persist_scan_progress(cache_persist *p, disk_scan_state *out)
+{
+    disk_scan_progress(p->disk, out);
+    out->running = atomic_load_explicit(&p->scanning, memory_order_acquire);
 }
 
 static job *job_new(job_kind k, cache_obj *o)

@@ -86,8 +86,11 @@ def restart(shield, sh, kill=False):
     return new
 
 
-def scan_line(sh):
-    """(dir, restored, seconds, corrupt, temp, stray) from the start-up scan log line."""
+def scan_line(sh, timeout=30):
+    """(dir, restored, seconds, corrupt, temp, stray) from the start-up scan log line, once
+    the scan (which runs while Shield serves) has logged it."""
+    wait_until(lambda: SCAN_RE.search(sh.stderr()), timeout, interval=0.02,
+               what='the start-up scan line')
     lines = [m for m in SCAN_RE.finditer(sh.stderr())]
     assert len(lines) == 1, f'want one scan line in stderr, got {len(lines)}\n{sh.describe()}'
     m = lines[0]

@@ -980,6 +980,151 @@ static void test_scan_timing(void **state)
     print_message("creating them (8 threads, no fsync) took %.2f s\n", create);
 }
 
+/* ---- group commit and scanning while writing ---------------------------------------------- */
+
+/* Sum of footprints (size rounded up to DISK_BLOCK) and count of .obj files under dir. */
+static void obj_totals(const char *dir, uint64_t *bytes, uint64_t *count)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    if (!d) return;
+    while ((e = readdir(d))) {
+        char p[512];
+        struct stat st;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (lstat(p, &st) < 0) continue;
+        if (S_ISDIR(st.st_mode)) {
+            obj_totals(p, bytes, count);
+        } else if (strstr(e->d_name, ".obj")) {
+            *bytes += ((uint64_t)st.st_size + DISK_BLOCK - 1) / DISK_BLOCK * DISK_BLOCK;
+            (*count)++;
+        }
+    }
+    closedir(d);
+}
+
+static disk_writer *begin_obj(disk_store *s, const char *key, const unsigned char *body, size_t len)
+{
+    disk_writer *w = disk_writer_begin(s, key, strlen(key), "m", 1);
+    assert_non_null(w);
+    assert_int_equal(disk_writer_append(w, body, len), 0);
+    return w;
+}
+
+/* Batches (above and below the per-file sync threshold): nothing is visible after
+ * finish, everything after the batch, with exact accounting; a failed finish frees its
+ * writer without touching the others. */
+static void test_group_commit(void **state)
+{
+    fixture *f = *state;
+    disk_store *s = open_store(f->cache, 1ull << 30);
+    disk_writer *ws[20];
+    int rcs[20];
+    char key[32];
+    unsigned char *body = make_body(5, 9000);
+
+    assert_int_equal(disk_scan(s, 1, NULL, NULL, NULL), DISK_OK);
+    for (int round = 0; round < 2; round++) {
+        size_t n = round ? 3 : 20; /* one syncfs batch, one fdatasync batch */
+        for (size_t i = 0; i < n; i++) {
+            snprintf(key, sizeof key, "/g/%d/%zu", round, i);
+            ws[i] = begin_obj(s, key, body, 100 + i * 400);
+            assert_int_equal(disk_writer_finish(ws[i], (int64_t)(100 + i * 400), NULL), DISK_OK);
+        }
+        disk_writer *bad = begin_obj(s, "/g/bad", body, 10);
+        assert_int_equal(disk_writer_finish(bad, 11, NULL), DISK_ERR_LENGTH);
+        assert_int_equal(count_files(f->cache, ".obj"), round ? 20 : 0);
+        disk_commit_batch(s, ws, n, rcs);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(rcs[i], DISK_OK);
+    }
+    assert_int_equal(count_files(f->cache, ".obj"), 23);
+    assert_int_equal(count_files(f->cache, ".tmp."), 0);
+    uint64_t bytes = 0, count = 0;
+    obj_totals(f->cache, &bytes, &count);
+    assert_int_equal(disk_used(s), bytes);
+    assert_int_equal(disk_entry_count(s), 23);
+    disk_entry *e;
+    assert_int_equal(disk_open_entry(s, "/g/0/19", 7, &e), DISK_OK);
+    expect_body(e, body, 100 + 19 * 400, 4096);
+    disk_entry_close(e);
+    disk_scan_stats st;
+    assert_int_equal(disk_scan(s, 2, NULL, NULL, &st), DISK_OK);
+    assert_int_equal(st.kept, 23);
+    assert_int_equal(disk_used(s), bytes);
+    free(body);
+    disk_close(s);
+}
+
+typedef struct {
+    disk_store *s;
+    disk_scan_stats st;
+    uint64_t reported;
+} scan_arg;
+
+static void count_cb(void *ud, const void *key, size_t keylen, const disk_info *info)
+{
+    __atomic_fetch_add((uint64_t *)ud, 1, __ATOMIC_RELAXED);
+}
+
+static void *scan_thread(void *arg)
+{
+    scan_arg *a = arg;
+    assert_int_equal(disk_scan(a->s, 2, count_cb, &a->reported, &a->st), DISK_OK);
+    return NULL;
+}
+
+/* A scan running while objects are replaced, removed and added (the start-up scan of a
+ * Shield that already serves): afterwards disk_used and disk_entry_count equal what is
+ * on disk, and a writer begun before the scan keeps its temp file and commits. */
+static void test_scan_while_writing(void **state)
+{
+    fixture *f = *state;
+    disk_store *s = open_store(f->cache, 1ull << 30);
+    unsigned char *body = make_body(9, 20000);
+    char key[32];
+    const int n = 600;
+
+    disk_set_fsync(s, 0);
+    assert_int_equal(disk_scan(s, 1, NULL, NULL, NULL), DISK_OK);
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "/w/%d", i);
+        assert_int_equal(put_obj(s, key, "m", body, 1000, 1000), DISK_OK);
+    }
+    disk_writer *early = begin_obj(s, "/w/early", body, 5000);
+    setenv("SHIELD_TEST_SCAN_DELAY_US", "3000", 1);
+    scan_arg a = {.s = s};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, scan_thread, &a), 0);
+    for (int i = 0; i < n; i += 3) { /* replace (bigger), remove, add */
+        snprintf(key, sizeof key, "/w/%d", i);
+        assert_int_equal(put_obj(s, key, "m", body, 9000, 9000), DISK_OK);
+        snprintf(key, sizeof key, "/w/%d", i + 1);
+        assert_int_equal(disk_remove(s, key, strlen(key)), DISK_OK);
+        snprintf(key, sizeof key, "/w/new/%d", i);
+        assert_int_equal(put_obj(s, key, "m", body, 13000, 13000), DISK_OK);
+    }
+    disk_scan_state ps;
+    disk_scan_progress(s, &ps);
+    assert_int_equal(ps.running, 1); /* the writes above overlapped the scan */
+    assert_int_equal(pthread_join(t, NULL), 0);
+    unsetenv("SHIELD_TEST_SCAN_DELAY_US");
+    disk_scan_progress(s, &ps);
+    assert_int_equal(ps.running, 0);
+    assert_int_equal(ps.leaves_done, ps.leaves);
+    assert_int_equal(disk_writer_commit(early, 5000, NULL), DISK_OK);
+    assert_int_equal(a.st.dropped_temp, 0);
+
+    uint64_t bytes = 0, count = 0;
+    obj_totals(f->cache, &bytes, &count);
+    assert_int_equal(count, (uint64_t)n + 1);
+    assert_int_equal(disk_entry_count(s), count);
+    assert_int_equal(disk_used(s), bytes);
+    free(body);
+    disk_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -996,6 +1141,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rules_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan_timing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scan_while_writing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -454,6 +454,164 @@ static void test_concurrent_hits_and_inserts(void **state)
     }
 }
 
+/* ---- frequency admission (evict_admit, the disk tier's SIEVE + sketch) ---------------------- */
+
+static evict_policy *sieve_with_sketch(uint64_t capacity)
+{
+    evict_opts o;
+    evict_opts_default(&o);
+    o.sketch = 1;
+    return evict_new_opts(EVICT_SIEVE, capacity, &o);
+}
+
+/* Like put(), through evict_admit(). */
+static size_t admit(evict_policy *p, obj *o, uint64_t hash, uint64_t size)
+{
+    evict_node *v[MAX_V];
+    bool admitted = false;
+
+    evict_node_init(&o->node, hash, size);
+    size_t nv = evict_admit(p, &o->node, v, MAX_V, &admitted);
+    for (size_t i = 0; i < nv; i++) {
+        obj *w = (obj *)v[i];
+        assert_true(w->cached);
+        assert_int_equal(v[i]->queue, EVICT_Q_NONE);
+        w->cached = false;
+    }
+    o->cached = admitted;
+    assert_true(evict_used(p) <= evict_capacity(p));
+    return nv;
+}
+
+static void touch(evict_policy *p, uint64_t hash, int n)
+{
+    for (int i = 0; i < n; i++)
+        evict_touch(p, hash);
+}
+
+static void test_sketch_estimates(void **state)
+{
+    (void)state;
+    evict_policy *p = sieve_with_sketch(1 << 20);
+    assert_int_equal(evict_estimate(p, 42), 0);
+    touch(p, 42, 7);
+    touch(p, 43, 2);
+    assert_true(evict_estimate(p, 42) >= 7); /* count-min: never under */
+    assert_true(evict_estimate(p, 43) >= 2 && evict_estimate(p, 43) < 7);
+    touch(p, 42, 1000);
+    assert_int_equal(evict_estimate(p, 42), 255); /* saturates */
+    evict_free(p);
+
+    /* Without opts.sketch: nothing is counted, evict_admit() is evict_insert(). */
+    p = evict_new(EVICT_SIEVE, 100);
+    touch(p, 42, 5);
+    assert_int_equal(evict_estimate(p, 42), 0);
+    obj a[3] = {0};
+    for (int i = 0; i < 3; i++)
+        admit(p, &a[i], 100 + i, 50);
+    assert_true(a[2].cached);
+    evict_free(p);
+}
+
+/* Every 10 x width touches, all counters are halved: old popularity fades. */
+static void test_sketch_ages(void **state)
+{
+    (void)state;
+    evict_policy *p = sieve_with_sketch(1); /* smallest sketch: 4096 wide, sample 40960 */
+    touch(p, 7, 100);
+    assert_true(evict_estimate(p, 7) >= 100);
+    for (uint64_t i = 0; i < 41000; i++)
+        evict_touch(p, 1000 + i);
+    assert_true(evict_estimate(p, 7) < 80); /* about half, plus collisions */
+    evict_free(p);
+}
+
+/*
+ * A file asked for once may not displace files asked for more often: it is refused
+ * and nothing is evicted. Once it has been asked for more, it gets in, and what it
+ * displaces is the least asked-for file, not SIEVE's first unvisited one.
+ */
+static void test_admit_refuses_less_popular(void **state)
+{
+    (void)state;
+    evict_policy *p = sieve_with_sketch(1000);
+    obj hot[10] = {0}, cold = {0}, newc = {0};
+    for (int i = 0; i < 9; i++) {
+        touch(p, 1 + i, 5);
+        assert_int_equal(admit(p, &hot[i], 1 + i, 100), 0);
+    }
+    touch(p, 50, 1);
+    assert_int_equal(admit(p, &cold, 50, 100), 0); /* full now: 1000 bytes */
+    assert_int_equal(evict_used(p), 1000);
+
+    touch(p, 99, 2); /* more than cold, less than the others */
+    assert_int_equal(admit(p, &newc, 99, 100), 1);
+    assert_true(newc.cached);
+    assert_false(cold.cached); /* the one asked for least went, though inserted last */
+    for (int i = 0; i < 9; i++)
+        assert_true(hot[i].cached);
+
+    obj once = {0};
+    touch(p, 77, 1);
+    assert_int_equal(admit(p, &once, 77, 100), 0);
+    assert_false(once.cached);
+    assert_int_equal(once.node.queue, EVICT_Q_NONE);
+    assert_int_equal(evict_used(p), 1000);
+    evict_stats st;
+    evict_get_stats(p, &st);
+    assert_int_equal(st.rejected, 1);
+    assert_int_equal(st.objects, 10);
+
+    touch(p, 77, 2); /* now asked for more than newc, less than the others */
+    assert_int_equal(admit(p, &once, 77, 100), 1);
+    assert_true(once.cached);
+    assert_false(newc.cached);
+    for (int i = 0; i < 9; i++)
+        assert_true(hot[i].cached);
+    assert_int_equal(evict_used(p), 1000);
+    evict_free(p);
+}
+
+/* With equal counts the newcomer wins: objects asked for once each cycle as in SIEVE,
+ * and a big one may displace many small ones (several calls when the array is short). */
+static void test_admit_ties_and_big_objects(void **state)
+{
+    (void)state;
+    evict_policy *p = sieve_with_sketch(1000);
+    obj o[40] = {0};
+    for (int i = 0; i < 40; i++) {
+        touch(p, 500 + i, 1);
+        admit(p, &o[i], 500 + i, 100);
+        assert_true(o[i].cached);
+    }
+    assert_int_equal(evict_count(p), 10);
+    evict_free(p);
+
+    p = sieve_with_sketch(1000);
+    obj small[100] = {0}, big = {0};
+    for (int i = 0; i < 100; i++) {
+        touch(p, 1000 + i, 1);
+        admit(p, &small[i], 1000 + i, 10);
+    }
+    touch(p, 5, 2);
+    evict_node *v[8];
+    bool admitted = false;
+    size_t calls = 0, gone = 0, nv;
+    evict_node_init(&big.node, 5, 900);
+    do {
+        nv = evict_admit(p, &big.node, v, 8, &admitted);
+        for (size_t i = 0; i < nv; i++)
+            ((obj *)v[i])->cached = false;
+        gone += nv;
+        calls++;
+    } while (!admitted && nv == 8);
+    assert_true(admitted);
+    assert_true(calls > 1);
+    assert_int_equal(gone, 90);
+    assert_int_equal(evict_used(p), 1000);
+    evict_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -469,6 +627,10 @@ int main(void)
         cmocka_unit_test(test_short_victim_array_refuses),
         cmocka_unit_test(test_kind_names),
         cmocka_unit_test(test_concurrent_hits_and_inserts),
+        cmocka_unit_test(test_sketch_estimates),
+        cmocka_unit_test(test_sketch_ages),
+        cmocka_unit_test(test_admit_refuses_less_popular),
+        cmocka_unit_test(test_admit_ties_and_big_objects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
