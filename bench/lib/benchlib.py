@@ -155,15 +155,35 @@ def mem_kib(pids, key):
     return total
 
 
-class RssSampler:
+class _Sampler:
+    """A background thread sampling until the `with` block ends, then once more."""
+
+    def __init__(self, interval):
+        self.interval = interval
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _last(self):
+        pass
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *a):
+        self._stop.set()
+        self._t.join()
+        self._last()
+
+
+class RssSampler(_Sampler):
     """Samples the summed VmRSS of a process tree every interval seconds."""
 
     def __init__(self, root, interval=0.1):
-        self.root, self.interval = root, interval
+        super().__init__(interval)
+        self.root = root
         self.peak_kib = 0
         self.samples = 0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         pids = tree_pids(self.root)
@@ -176,23 +196,16 @@ class RssSampler:
             n += 1
             self._stop.wait(self.interval)
 
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *a):
-        self._stop.set()
-        self._t.join()
+    def _last(self):
         self.peak_kib = max(self.peak_kib, mem_kib(tree_pids(self.root), 'VmRSS'))
 
 
-class DirSampler:
+class DirSampler(_Sampler):
     """Peak allocated bytes of a cache directory, every interval seconds."""
 
     def __init__(self, path, interval=0.5):
-        self.path, self.interval, self.peak = path, interval, 0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
+        super().__init__(interval)
+        self.path, self.peak = path, 0
 
     def _run(self):
         while True:
@@ -200,13 +213,7 @@ class DirSampler:
             if self._stop.wait(self.interval):
                 return
 
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *a):
-        self._stop.set()
-        self._t.join()
+    def _last(self):
         self.peak = max(self.peak, du(self.path))
 
 
