@@ -84,6 +84,19 @@ static void timer_arm(sh_conn *c, uint64_t ms)
     evtimer_add(c->timer, &tv);
 }
 
+static int conn_fd(const sh_conn *c)
+{
+    return bufferevent_getfd(c->wire ? c->wire : c->bev);
+}
+
+/* Bytes accepted for the viewer that the kernel does not have yet. */
+static size_t conn_out_pending(const sh_conn *c)
+{
+    size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+    if (c->wire) n += evbuffer_get_length(bufferevent_get_output(c->wire));
+    return n;
+}
+
 /* ---- llhttp callbacks: copy the head into hbuf, enforce the limits ------- */
 
 static int bad(sh_conn *c, int status, const char *detail);
@@ -390,15 +403,22 @@ static void conn_count_out(struct evbuffer *buf, const struct evbuffer_cb_info *
  * conn_count_out sees the next bytes queued. TLS records go through the
  * bufferevent as before.
  */
+static int bev_write_now(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    /* The bufferevent keeps the start of its output frozen so that only it
+     * drains it; it thaws it around its own writes the same way. */
+    evbuffer_unfreeze(out, 1);
+    int n = evbuffer_write(out, bufferevent_getfd(bev));
+    evbuffer_freeze(out, 1);
+    return n;
+}
+
 static void conn_flush_now(sh_conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (c->ssl || !evbuffer_get_length(out)) return;
-    /* The bufferevent keeps the start of its output frozen so that only it
-     * drains it; it thaws it around its own writes the same way. */
-    evbuffer_unfreeze(out, 1);
-    int n = evbuffer_write(out, bufferevent_getfd(c->bev));
-    evbuffer_freeze(out, 1);
+    int n = bev_write_now(c->bev);
     /* An error or a full socket: libevent's write event takes over as usual. */
     if (n < 0 || evbuffer_get_length(out)) return;
     bufferevent_disable(c->bev, EV_WRITE);
@@ -413,7 +433,7 @@ static void conn_log_unfinished(sh_conn *c)
     sh_req *r = &c->req;
     if (!r->conn || c->state == CONN_IDLE || c->state == CONN_LINGER || c->state == CONN_CLOSED)
         return;
-    size_t pending = evbuffer_get_length(bufferevent_get_output(c->bev));
+    size_t pending = conn_out_pending(c);
     r->bytes_sent = r->bytes_sent > pending ? r->bytes_sent - pending : 0;
     r->aborted = 1;
     size_t ph = SH_PHASE_LOG, mod = 0;
@@ -724,12 +744,36 @@ void sh_req_resume(sh_req *req, sh_rc rc)
     conn_send_generated(c);
 }
 
+static void conn_send_fin(sh_conn *c)
+{
+    c->fin = 2;
+    shutdown(conn_fd(c), SHUT_WR);
+    timer_arm(c, LINGER_MS);
+}
+
+/* The FIN must follow the records still on the wire, close_notify last. */
+static void conn_wire_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    sh_conn *c = arg;
+    if (c->fin != 1 || !info->n_deleted || evbuffer_get_length(buf)) return;
+    evbuffer_remove_cb(buf, conn_wire_out_cb, c);
+    conn_send_fin(c);
+}
+
 /* Everything queued has been written: tell the viewer no more is coming
- * (close_notify first over TLS, so a truncation is distinguishable). */
+ * (close_notify first over TLS, so a truncation is distinguishable). The
+ * linger timer starts with the FIN; until then the wire's send timeout
+ * bounds a viewer that stopped reading. */
 static void conn_half_close(sh_conn *c)
 {
+    if (c->fin) return;
     if (c->ssl) SSL_shutdown(c->ssl);
-    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    if (c->wire && evbuffer_get_length(bufferevent_get_output(c->wire))) {
+        c->fin = 1;
+        evbuffer_add_cb(bufferevent_get_output(c->wire), conn_wire_out_cb, c);
+        return;
+    }
+    conn_send_fin(c);
 }
 
 const sh_header *sh_req_header(const sh_req *req, const char *name)
@@ -777,10 +821,7 @@ void conn_finish(sh_conn *c)
         conn_set_state(c, CONN_LINGER);
         evtimer_del(c->timer);
         /* Wait for the output to drain (write callback), then half-close. */
-        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-            conn_half_close(c);
-            timer_arm(c, LINGER_MS);
-        }
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) conn_half_close(c);
         return;
     }
     conn_set_state(c, CONN_IDLE);
@@ -946,10 +987,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
     sh_conn *c = arg;
     size_t left = evbuffer_get_length(bufferevent_get_output(bev));
     if (c->state == CONN_LINGER) {
-        if (left == 0) {
-            conn_half_close(c);
-            timer_arm(c, LINGER_MS);
-        }
+        if (left == 0) conn_half_close(c);
         return;
     }
     if (c->obj) {
@@ -989,7 +1027,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
             c->peer_eof = 1;
             return;
         }
-        if (c->state == CONN_LINGER && evbuffer_get_length(bufferevent_get_output(bev))) return;
+        if (c->state == CONN_LINGER && conn_out_pending(c)) return;
     }
     conn_free(c);
 }
@@ -1050,11 +1088,23 @@ void sh_conn_accept(sh_worker *w, int fd, const struct sockaddr *sa, int salen,
          * below bounds it, so a silent TLS client costs no more than a silent
          * plain one. */
         c->ssl = sh_tls_new();
-        c->bev = c->ssl ? bufferevent_openssl_socket_new(
-                              w->base, fd, c->ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
-                        : NULL;
-        if (c->bev) bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-        if (!c->bev && c->ssl) SSL_free(c->ssl);
+        c->wire = c->ssl ? bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+        c->bev = c->wire ? bufferevent_openssl_filter_new(w->base, c->wire, c->ssl,
+                                                          BUFFEREVENT_SSL_ACCEPTING,
+                                                          BEV_OPT_CLOSE_ON_FREE)
+                         : NULL;
+        if (c->bev) {
+            bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+            bufferevent_set_max_single_write(c->wire, MAX_SINGLE_WRITE);
+            bufferevent_setwatermark(c->wire, EV_WRITE, WIRE_LOW, WIRE_HIGH);
+        } else {
+            if (c->ssl) SSL_free(c->ssl);
+            if (c->wire) {
+                bufferevent_free(c->wire); /* closes fd */
+                sh_free(c);
+                return;
+            }
+        }
     } else {
         c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     }
@@ -1077,7 +1127,10 @@ void sh_conn_accept(sh_worker *w, int fd, const struct sockaddr *sa, int salen,
     bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
     struct timeval send_tv = {(time_t)(w->cfg->timeouts.send_ms / 1000),
                               (suseconds_t)((w->cfg->timeouts.send_ms % 1000) * 1000)};
-    bufferevent_set_timeouts(c->bev, NULL, &send_tv);
+    /* Over TLS the socket is the wire's: a timeout on the TLS bufferevent
+     * would be a bare timer that fires send_ms after the last write even on
+     * an idle keep-alive connection. */
+    bufferevent_set_timeouts(c->wire ? c->wire : c->bev, NULL, &send_tv);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     c->state = CONN_IDLE;
     /* The first request gets the header timeout, not the keep-alive one. */
@@ -1096,7 +1149,7 @@ void conn_abort(sh_conn *c, const char *why)
     sh_log(SH_LOG_DEBUG, "%s: abort: %s", c->peer_ip, why);
     /* RST rather than FIN: the viewer must see a failure, not an end. */
     struct linger lg = {1, 0};
-    setsockopt(bufferevent_getfd(c->bev), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    setsockopt(conn_fd(c), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     c->aborted = 1;
     conn_free(c);
 }
@@ -1127,6 +1180,11 @@ static void conn_free(sh_conn *c)
         SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     }
     evbuffer_remove_cb(bufferevent_get_output(c->bev), conn_count_out, c);
+    if (c->fin == 1) evbuffer_remove_cb(bufferevent_get_output(c->wire), conn_wire_out_cb, c);
+    /* Through a socket BIO the last records (an alert, close_notify) reached
+     * the kernel as OpenSSL made them; on the wire they are still ours. */
+    if (c->wire && !c->aborted && evbuffer_get_length(bufferevent_get_output(c->wire)))
+        bev_write_now(c->wire);
     bufferevent_free(c->bev);
     sh_hdrlist_clear(&c->req.resp.headers);
     sh_snapshot_unref(c->req.snap);

@@ -46,8 +46,14 @@ typedef enum {
 /* Ranges served per request (more is answered with the whole object). */
 #define MAX_RANGES 16
 /* Unparsed pipelined input kept per connection. */
-#define IN_HIGH          (64 * 1024)
-#define LINGER_MS        2000
+#define IN_HIGH   (64 * 1024)
+#define LINGER_MS 2000
+/* TLS records are encrypted into a socket bufferevent below the TLS one
+ * (the "wire") and leave in writes of many records: one write per 16 KiB
+ * record cost more kernel time than the AES did. WIRE_HIGH bounds the
+ * ciphertext a connection holds in user space. */
+#define WIRE_HIGH        (256 * 1024)
+#define WIRE_LOW         (128 * 1024)
 #define LINGER_MAX_BYTES (1024 * 1024)
 
 struct hspan {
@@ -68,10 +74,12 @@ typedef struct sh_conn {
         struct sockaddr_in6 v6;
     } peer; /* not sockaddr_storage: 100 bytes less per idle connection */
     char peer_ip[48];
-    int local_port;   /* of the listener it arrived on */
-    SSL *ssl;         /* TLS listener: owned by the bufferevent; NULL over plain HTTP */
-    int aborted;      /* conn_abort(): reset, no close_notify */
-    int write_parked; /* everything written directly, EV_WRITE off (conn_flush_now) */
+    int local_port;           /* of the listener it arrived on */
+    SSL *ssl;                 /* TLS listener: owned by the bufferevent; NULL over plain HTTP */
+    struct bufferevent *wire; /* TLS: the socket bufferevent under bev (owned by it) */
+    int fin;                  /* half-close: 0 not yet, 1 waiting for the wire to drain, 2 sent */
+    int aborted;              /* conn_abort(): reset, no close_notify */
+    int write_parked;         /* everything written directly, EV_WRITE off (conn_flush_now) */
     unsigned nrequests;
     size_t linger_bytes;
 

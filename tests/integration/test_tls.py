@@ -17,6 +17,10 @@ import pytest
 from conftest import SAN as SHIELD_SAN, behavior, curl, free_port, get, http_origin, port_open, wait_until
 from origin import Reply, ScriptedOrigin, det_body
 
+# Fits in the ciphertext Shield keeps per connection (WIRE_HIGH, 256 KiB),
+# not in a 4 KiB receive window.
+MID = 200 << 10
+
 NAMES = {
     'a': ('rsa', ['a.example.test']),
     'b': ('ec', ['b.example.test', '*.wild.test']),
@@ -89,6 +93,7 @@ def tls_origin():
                                                           ('Cache-Control', 'max-age=60')]))
     o.route('/big', Reply(size=3 << 20, headers=[('Content-Type', 'application/epub+zip'),
                                                    ('Cache-Control', 'max-age=60')]))
+    o.route('/mid', Reply(size=MID, headers=[('Cache-Control', 'max-age=60')]))
     for p in ('/r/a', '/secure/a', '/any/a'):
         o.route(p, Reply(body=b'ok', headers=[('Cache-Control', 'no-store')]))
     yield o
@@ -100,9 +105,10 @@ def tls_config(certs, **tls_over):
                                      for s in ('a', 'b')], **tls_over}}
 
 
-def start_tls_shield(factory, origin, certs, workers=2, **tls_over):
+def start_tls_shield(factory, origin, certs, workers=2, extra=None, **tls_over):
     port, tls_port = free_port(), free_port()
     over = tls_config(certs, **tls_over)
+    over.update(extra or {})
     over['listen'] = [{'address': f'127.0.0.1:{port}'},
                       {'address': f'127.0.0.1:{tls_port}', 'tls': True}]
     admin_port = free_port()
@@ -338,6 +344,88 @@ def test_certificates_reload_on_sighup_without_dropping(shield, tls_origin, cert
     assert b'hello over tls' in _read_until(held, b'hello over tls')
     held.close()
     sh.assert_alive()
+
+
+# ---- records leave in batches, through a socket bufferevent under the TLS one -------------
+
+def slow_tls_conn(port):
+    """A TLS viewer with a 4 KiB receive window that insists on close_notify."""
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    # A small MSS keeps Shield's socket send buffer small too (the kernel
+    # sizes it from the MSS), so most of the answer must wait in user space.
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+    raw.settimeout(10)
+    raw.connect(('127.0.0.1', port))
+    return client_ctx().wrap_socket(raw, server_hostname='a.example.test',
+                                    suppress_ragged_eofs=False)
+
+
+def read_to_close(s):
+    """(bytes, how it ended): 'close_notify', or the error that ended it."""
+    data = b''
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                return data, 'close_notify'
+            data += b
+    except (ssl.SSLError, OSError) as e:
+        return data, type(e).__name__
+
+
+@pytest.fixture(scope='module')
+def send1s(module_shield, tls_origin, certs):
+    return start_tls_shield(module_shield, tls_origin, certs, workers=1,
+                            extra={'timeouts': {'send': '1s', 'keepalive': '30s'}})
+
+
+def test_late_reader_gets_every_record_then_close_notify(tshield):
+    # The whole answer and close_notify wait in user space; the FIN and the
+    # linger timer (2 s) must wait for them, however late the viewer reads.
+    assert get(tshield.port, '/mid').status == 200
+    s = slow_tls_conn(tshield.tls_port)
+    try:
+        s.sendall(b'GET /mid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+        time.sleep(3)  # deliberate: the viewer reads only after the linger time
+        data, end = read_to_close(s)
+    finally:
+        s.close()
+    head, _, body = data.partition(b'\r\n\r\n')
+    assert head.startswith(b'HTTP/1.1 200') and body == det_body(MID)
+    assert end == 'close_notify'
+
+
+def test_viewer_that_never_reads_is_dropped_with_records_queued(send1s):
+    # The answer is all queued below TLS: the socket's send timeout must drop
+    # the viewer, or the connection would wait for it forever.
+    assert get(send1s.port, '/mid').status == 200
+    s = slow_tls_conn(send1s.tls_port)
+    try:
+        s.sendall(b'GET /mid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+        time.sleep(4)  # deliberate: the behaviour under test is "nothing read for a while"
+        data, end = read_to_close(s)
+    finally:
+        s.close()
+    assert end != 'close_notify' and len(data) < MID, (end, len(data))
+    st, _, body, _ = tls_request(send1s.tls_port, '/mid')
+    assert st == 200 and body == det_body(MID)
+
+
+def test_idle_keepalive_outlives_the_send_timeout(send1s):
+    # Regression: a send timeout on the TLS bufferevent itself was a bare
+    # timer, and dropped idle keep-alive viewers send_ms after their last answer.
+    raw = socket.create_connection(('127.0.0.1', send1s.tls_port), timeout=10)
+    s = client_ctx().wrap_socket(raw, server_hostname='a.example.test')
+    try:
+        for i in range(2):
+            if i:
+                time.sleep(2.5)  # deliberate: idle for longer than timeouts.send
+            s.sendall(b'GET /x HTTP/1.1\r\nHost: x\r\n\r\n')
+            head = _read_until(s, b'hello over tls')
+            assert head.startswith(b'HTTP/1.1 200'), head[:100]
+    finally:
+        s.close()
 
 
 def _read_until(s, marker, timeout=10):
