@@ -213,6 +213,11 @@ static void render_metrics(const sh_metrics_src *src, struct evbuffer *b)
                "Objects evicted from the memory tier.", A(evictions));
         scalar(b, "shield_cache_invalidations_total", "counter", "Invalidated paths recorded.",
                A(invalidations));
+        scalar(b, "shield_cache_disk_writes_total", "counter",
+               "Files the disk tier started writing (committed or not).", A(disk_writes));
+        scalar(b, "shield_cache_disk_refusals_total", "counter",
+               "Objects the disk tier's frequency admission refused (never written).",
+               A(disk_refusals));
         family(b, "shield_cache_served_bytes_total", "counter",
                "Object bytes read to serve requests, by source.");
         evbuffer_add_printf(b,

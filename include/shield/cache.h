@@ -173,6 +173,9 @@ typedef struct cache_stats {
     _Atomic uint64_t hits, misses, refresh_hits, collapsed, origin_fetches, passes;
     _Atomic uint64_t bytes_from_memory, bytes_from_disk, bytes_from_origin;
     _Atomic uint64_t evictions, objects, bytes, fill_wait_us, invalidations;
+    /* disk tier: files it started writing; objects its admission refused
+     * (never written) */
+    _Atomic uint64_t disk_writes, disk_refusals;
 } cache_stats;
 
 typedef struct sh_cache sh_cache;

@@ -288,6 +288,17 @@ ssize_t disk_read_body(disk_entry *e, uint64_t off, void *buf, size_t len);
  * disk_read_body, which checks on every read.
  */
 int disk_entry_verify(disk_entry *e);
+/*
+ * Read the whole body in consecutive pieces (the first call starts at byte 0,
+ * each next one continues where the last ended), checked against the stored
+ * MD5 alone: for a reader that holds every byte until the end anyway, one
+ * read and one hash instead of disk_entry_verify then disk_read_body (two
+ * reads, two CRC passes and the hash). DISK_OK; on the call that reaches the
+ * end, DISK_ERR_CORRUPT (file removed) when the MD5 differs; DISK_ERR_IO;
+ * DISK_ERR_INVALID past the end. Nothing read may be used before the call
+ * that reaches the end returned DISK_OK.
+ */
+int disk_entry_read_seq(disk_entry *e, void *buf, size_t len);
 /* The entry's read-only descriptor and the file offset of body byte 0, for
  * sendfile(sock, fd, &(off_t){body_off + pos}, n). Owned by the entry. */
 int disk_entry_fd(const disk_entry *e, uint64_t *body_off);

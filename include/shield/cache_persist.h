@@ -82,9 +82,15 @@ void cache_set_persist(sh_cache *c, cache_persist *p);
 cache_obj *cache_obj_new_disk(sh_cache *c, const char *key, size_t keylen);
 /* The scan found o (a disk-only object with its response decoded). */
 void cache_disk_restored(sh_cache *c, cache_obj *o, uint64_t footprint);
-/* o was committed to disk / could not be written. */
+/* Before o is written: charge it to the disk budget (evicting the files it
+ * displaces) or refuse it by frequency admission, so that a refused object
+ * costs no write. Returns 0 when refused (do not write), 1 when admitted as a
+ * new key, 2 when it replaces a key already stored. */
+int cache_disk_reserve(sh_cache *c, cache_obj *o);
+/* o was committed to disk / could not be written; reserved is what
+ * cache_disk_reserve returned for it (a new key's charge is given back). */
 void cache_disk_committed(sh_cache *c, cache_obj *o);
-void cache_disk_write_failed(sh_cache *c, cache_obj *o);
+void cache_disk_write_failed(sh_cache *c, cache_obj *o, int reserved);
 /* Whether o's file was verified in this process (set = mark it verified). */
 int cache_disk_verified(sh_cache *c, const cache_obj *o, int set);
 /* o's stored file failed: forget it (index and disk accounting). */

@@ -885,8 +885,9 @@ static cache_obj *disk_clone(sh_cache *c, const cache_obj *o, int state)
     return n;
 }
 
-void cache_disk_write_failed(sh_cache *c, cache_obj *o)
+void cache_disk_write_failed(sh_cache *c, cache_obj *o, int reserved)
 {
+    if (reserved == 1) disk_forget(c, o->key, o->keylen, o->hash);
     if (o->evict.size == 0) cache_index_remove(o); /* memory was only lent to it */
 }
 
@@ -911,16 +912,33 @@ void cache_disk_restored(sh_cache *c, cache_obj *o, uint64_t footprint)
     disk_account(c, o->key, o->keylen, o->hash, footprint, 0);
 }
 
+int cache_disk_reserve(sh_cache *c, cache_obj *o)
+{
+    pthread_mutex_lock(&c->dlock);
+    int stored = dmap_find(c, o->hash, o->key, o->keylen) != NULL;
+    pthread_mutex_unlock(&c->dlock);
+    if (disk_account(c, o->key, o->keylen, o->hash,
+                     (uint64_t)o->size + o->keylen + 4096, /* about the file's footprint */
+                     1))
+        return stored ? 2 : 1;
+    /* The copy in memory, if charged there, stays and may be offered again
+     * when the memory tier evicts it (disk_reoffer). */
+    atomic_fetch_add(&c->stats.disk_refusals, 1);
+    atomic_store(&o->disk_refused, 1 + evict_estimate(c->dpol, o->hash));
+    if (o->evict.size == 0) cache_index_remove(o); /* memory was only lent to it */
+    return 0;
+}
+
 void cache_disk_committed(sh_cache *c, cache_obj *o)
 {
-    /* Decided first: a refused file must never be indexed, even briefly. */
-    if (!disk_account(c, o->key, o->keylen, o->hash,
-                      (uint64_t)o->size + o->keylen + 4096, /* about the file's footprint */
-                      1)) {
-        /* Its file is being deleted; the copy in memory, if charged there, stays
-         * and may be offered again when the memory tier evicts it (disk_reoffer). */
-        atomic_store(&o->disk_refused, 1 + evict_estimate(c->dpol, o->hash));
-        if (o->evict.size == 0) cache_index_remove(o); /* memory was only lent to it */
+    pthread_mutex_lock(&c->dlock);
+    int kept = dmap_find(c, o->hash, o->key, o->keylen) != NULL;
+    pthread_mutex_unlock(&c->dlock);
+    if (!kept) {
+        /* Displaced by a newcomer while it was written: the removal queued
+         * then may have run before this file was published. Never indexed. */
+        cache_persist_remove(c->persist, o->key, o->keylen);
+        if (o->evict.size == 0) cache_index_remove(o);
         return;
     }
     atomic_store(&o->on_disk, 1);

@@ -101,6 +101,8 @@ struct disk_entry {
     disk_info info;
     uint64_t body_off;
     unsigned char *scratch; /* one chunk, for reads that cover a chunk partly */
+    EVP_MD_CTX *seq;        /* disk_entry_read_seq: MD5 so far */
+    uint64_t seq_off;       /* disk_entry_read_seq: body bytes read so far */
 };
 
 const char *disk_rc_name(int rc)
@@ -1109,6 +1111,7 @@ void disk_entry_close(disk_entry *e)
     if (e->fd >= 0) close(e->fd);
     head_free(&e->h);
     sh_free(e->scratch);
+    EVP_MD_CTX_free(e->seq);
     sh_free(e);
 }
 
@@ -1180,6 +1183,27 @@ int disk_entry_verify(disk_entry *e)
     }
     EVP_MD_CTX_free(ctx);
     return rc;
+}
+
+int disk_entry_read_seq(disk_entry *e, void *buf, size_t len)
+{
+    if (!e->seq) {
+        e->seq = EVP_MD_CTX_new();
+        if (!e->seq || !EVP_DigestInit_ex(e->seq, EVP_md5(), NULL)) abort();
+    }
+    if (len > e->h.body_size - e->seq_off) return DISK_ERR_INVALID;
+    ssize_t r = pread_all(e->fd, buf, len, e->body_off + e->seq_off);
+    if (r < 0) return DISK_ERR_IO;
+    EVP_DigestUpdate(e->seq, buf, (size_t)r);
+    e->seq_off += (uint64_t)r;
+    if ((size_t)r == len && e->seq_off < e->h.body_size) return DISK_OK;
+    unsigned char md5[16];
+    if ((size_t)r != len || !EVP_DigestFinal_ex(e->seq, md5, NULL) ||
+        memcmp(md5, e->h.md5, 16) != 0) {
+        remove_if_same(e->s, e->obj, e->dev, e->ino);
+        return DISK_ERR_CORRUPT;
+    }
+    return DISK_OK;
 }
 
 /* ---- removal and rewrite -------------------------------------------------------------------- */

@@ -204,6 +204,7 @@ typedef struct pend {
     disk_writer *w;
     cache_obj *o; /* a reference */
     uint64_t bytes;
+    int reserved; /* cache_disk_reserve's answer */
 } pend;
 
 /* Keys whose probe found no file, while the scan runs (64-bit hashes; a
@@ -247,30 +248,36 @@ static void push(cache_persist *p, job *j)
 }
 
 /* Disk full or failing: say so, but at most once a minute. */
-static void write_failed(cache_persist *p, cache_obj *o, const char *why)
+static void write_failed(cache_persist *p, cache_obj *o, int reserved, const char *why)
 {
     static _Atomic int64_t last;
     int64_t now = time(NULL), prev = atomic_load(&last);
     if (now - prev >= 60 && atomic_compare_exchange_strong(&last, &prev, now))
         sh_log(SH_LOG_ERROR, "cache: disk write failed (%s); objects stay in memory only", why);
-    cache_disk_write_failed(p->cache, o);
+    cache_disk_write_failed(p->cache, o, reserved);
 }
 
 static void do_persist(cache_persist *p, cache_obj *o)
 {
+    /* Admission first: a refused object costs no write, and the files it
+     * displaces are queued for removal before its own write can find the
+     * store over its cap. */
+    int reserved = cache_disk_reserve(p->cache, o);
+    if (!reserved) return;
     size_t mlen;
     char *meta = meta_encode(o, &mlen);
     disk_writer *w = disk_writer_begin(p->disk, o->key, o->keylen, meta, mlen);
     sh_free(meta);
     if (!w) {
-        write_failed(p, o, strerror(errno));
+        write_failed(p, o, reserved, strerror(errno));
         return;
     }
+    atomic_fetch_add(&sh_cache_stats(p->cache)->disk_writes, 1);
     int64_t left = o->size;
     for (size_t i = 0; i < o->nchunks && left > 0; i++) {
         size_t n = (size_t)(left < o->chunks[i]->cap ? left : o->chunks[i]->cap);
         if (disk_writer_append(w, o->chunks[i]->data, n) != 0) {
-            write_failed(p, o, strerror(errno));
+            write_failed(p, o, reserved, strerror(errno));
             disk_writer_abort(w);
             return;
         }
@@ -280,12 +287,13 @@ static void do_persist(cache_persist *p, cache_obj *o)
     int have_md5 = o->etag && cache_etag_is_plain_md5(o->etag, strlen(o->etag), md5);
     int rc = disk_writer_finish(w, o->size, have_md5 ? md5 : NULL);
     if (rc != DISK_OK) {
-        write_failed(p, o, disk_rc_name(rc));
+        write_failed(p, o, reserved, disk_rc_name(rc));
         return;
     }
     pend *c = sh_calloc(1, sizeof(*c));
     c->w = w;
     c->o = o;
+    c->reserved = reserved;
     c->bytes = (uint64_t)o->size;
     cache_obj_ref(o);
     pthread_mutex_lock(&p->lock);
@@ -330,7 +338,7 @@ static size_t commit_once(cache_persist *p, int wait)
             if (rcs[i] == DISK_OK)
                 cache_disk_committed(p->cache, batch[i]->o);
             else
-                write_failed(p, batch[i]->o, disk_rc_name(rcs[i]));
+                write_failed(p, batch[i]->o, batch[i]->reserved, disk_rc_name(rcs[i]));
             cache_obj_unref(batch[i]->o);
             sh_free(batch[i]);
         }
@@ -453,8 +461,9 @@ static void do_probe(cache_persist *p, cache_obj *o)
     relookup(o);
 }
 
-/* Read a disk-only object's body into the FILLING object o, publishing bytes
- * as they arrive; verify the whole file first so nothing unverified is sent. */
+/* Read a disk-only object's body into the FILLING object o; nothing is
+ * published before the whole body has matched its MD5, so nothing unverified
+ * is sent. */
 static void do_load(cache_persist *p, cache_obj *o)
 {
     disk_entry *e = NULL;
@@ -469,32 +478,31 @@ static void do_load(cache_persist *p, cache_obj *o)
         relookup(o);
         return;
     }
-    if (rc == DISK_OK) rc = disk_entry_verify(e);
+    cache_chunk **chs = sh_calloc(o->nchunks ? o->nchunks : 1, sizeof(*chs));
+    size_t i = 0;
+    if (rc == DISK_OK && (uint64_t)o->size != disk_entry_info(e)->body_size) rc = DISK_ERR_LENGTH;
+    for (; rc == DISK_OK && i < o->nchunks; i++) {
+        int64_t off = (int64_t)i * CACHE_CHUNK_SIZE;
+        uint32_t cap =
+            (uint32_t)(o->size - off < CACHE_CHUNK_SIZE ? o->size - off : CACHE_CHUNK_SIZE);
+        chs[i] = cache_chunk_new_shared(cap);
+        rc = disk_entry_read_seq(e, chs[i]->data, cap);
+    }
+    if (e) disk_entry_close(e);
     if (rc != DISK_OK) {
         sh_log(SH_LOG_WARN, "cache: disk object dropped: %s", disk_rc_name(rc));
-        if (e) disk_entry_close(e);
         if (rc != DISK_ERR_NOTFOUND && rc != DISK_ERR_CORRUPT)
             disk_remove(p->disk, o->key, o->keylen);
+        for (size_t k = 0; k < i; k++)
+            cache_chunk_unref(chs[k]);
+        sh_free(chs);
         cache_load_failed(o);
         return;
     }
     cache_load_head(o);
-    for (size_t i = 0; i < o->nchunks; i++) {
-        int64_t off = (int64_t)i * CACHE_CHUNK_SIZE;
-        uint32_t cap =
-            (uint32_t)(o->size - off < CACHE_CHUNK_SIZE ? o->size - off : CACHE_CHUNK_SIZE);
-        cache_chunk *ch = cache_chunk_new_shared(cap);
-        ssize_t got = disk_read_body(e, (uint64_t)off, ch->data, cap);
-        if (got != (ssize_t)cap) {
-            cache_chunk_unref(ch);
-            disk_entry_close(e);
-            disk_remove(p->disk, o->key, o->keylen);
-            cache_load_failed(o);
-            return;
-        }
-        cache_load_chunk(o, i, ch);
-    }
-    disk_entry_close(e);
+    for (i = 0; i < o->nchunks; i++)
+        cache_load_chunk(o, i, chs[i]);
+    sh_free(chs);
     cache_load_done(o);
 }
 

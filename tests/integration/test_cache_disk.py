@@ -620,6 +620,31 @@ def test_body_bit_flip_caught_on_first_read(shield, origin, tmp_path, where):
     assert origin.count('/book') == 2
 
 
+def test_body_bit_flip_caught_when_a_disk_hit_is_loaded_into_memory(shield, origin, tmp_path):
+    """The second disk hit loads the file into memory (one read checked against the MD5
+    alone). A bit flipped after the first hit verified the file, in a chunk whose CRC is
+    not looked at on that path, must still stop the load before a byte is sent."""
+    cache_dir = tmp_path / 'cache'
+    size = 2 * MIB + 777
+    origin.route('/book', Reply(size=size, seed=42))
+    sh = disk_shield(shield, origin, cache_dir)
+    assert get(sh.port, '/book').status == 200
+    wait_idle(sh)
+    sh = restart(shield, sh)
+    r = get(sh.port, '/book')  # first disk hit: the whole file verified, then sendfile
+    assert (xcache(r), sha(r.body)) == ('Hit', det_sha256(size, 42))
+    path = files_by_path(cache_dir)['/book']
+    data = path.read_bytes()
+    klen = int.from_bytes(data[16:20], 'little')
+    mlen = int.from_bytes(data[20:24], 'little')
+    flip(path, HDR_SIZE + klen + mlen + MIB + 5)
+    r = get(sh.port, '/book')  # second: loaded into memory
+    assert (r.status, r.complete, sha(r.body)) == (200, True, det_sha256(size, 42)), r
+    assert xcache(r) == 'Miss'
+    assert 'cache: disk object dropped: corrupt' in sh.stderr()
+    assert origin.count('/book') == 2
+
+
 def test_failed_disk_load_counted_as_one_miss(shield, origin, tmp_path):
     """/stats after a disk load that failed verification and fell back to the origin:
     the viewer saw one Miss, so one miss, no hit, and the dropped file is forgotten by

@@ -66,11 +66,16 @@ def test_objects_asked_once_do_not_flush_popular_ones_from_disk(shield, origin, 
     for _ in range(2):
         for p in hot:
             fetch_ok(sh, p, 'Hit')
-    assert stats(sh)['disk_objects'] == 3
+    st = stats(sh)
+    assert st['disk_objects'] == 3
+    writes, refusals = st['disk_writes'], st['disk_refusals']
     for i in range(100, 110):
         fetch_ok(sh, f'/c/{i}', 'Miss')
     st = idle(sh)
     assert st['disk_objects'] == 3, st
+    # Refused before a byte is written (admission used to run at commit, after
+    # writing and syncing a file it then deleted).
+    assert (st['disk_writes'] - writes, st['disk_refusals'] - refusals) == (0, 10), st
     fetch_ok(sh, '/c/109', 'Hit')  # the memory tier still serves the latest one
     for p in hot:
         fetch_ok(sh, p, 'Hit')
