@@ -92,15 +92,21 @@ DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev libcurl4-openssl-dev \
             testssl.sh libmaxmind-db-writer-perl goaccess prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# $(call apt_ensure,target,packages[,shell that may add to $$missing]): install
+# the Debian packages that are missing, quietly when none is.
+define apt_ensure
+@missing=$$(for p in $(2); do \
+    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+$(3) \
+if [ -n "$$(echo $$missing)" ]; then \
+    echo "make $(1): installing$$(echo ' '$$missing)"; \
+    $(SUDO) apt-get update -qq && \
+    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+fi
+endef
+
 deps:
-	@missing=$$(for p in $(DEB_PKGS); do \
-	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
-	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
-	if [ -n "$$(echo $$missing)" ]; then \
-	    echo "make deps: installing$$(echo ' '$$missing)"; \
-	    $(SUDO) apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+	$(call apt_ensure,deps,$(DEB_PKGS),command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm";)
 	@[ -x tests/node_modules/.bin/s3rver ] || { echo "make deps: installing s3rver (npm)"; \
 	    cd tests && npm ci --silent --no-audit --no-fund >/dev/null 2>&1 || npm ci --no-audit --no-fund; }
 
@@ -163,13 +169,7 @@ BENCH_PKGS := wrk nginx-light gnuplot-nox openssl
 BENCH_ARGS ?=
 .PHONY: bench
 bench: deps
-	@missing=$$(for p in $(BENCH_PKGS); do \
-	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
-	if [ -n "$$(echo $$missing)" ]; then \
-	    echo "make bench: installing$$(echo ' '$$missing)"; \
-	    $(SUDO) apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+	$(call apt_ensure,bench,$(BENCH_PKGS))
 	$(MAKE) -j2 all
 	SHIELD_BIN=$(abspath $(BUILD)/shield) $(PYTHON) bench/run $(BENCH_ARGS)
 

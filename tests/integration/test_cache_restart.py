@@ -46,6 +46,22 @@ def fill(sh, paths, conns=8):
     assert not bad, bad[:3]
 
 
+def v1_disk_shield(shield, origin, tmp_path):
+    """A Shield with a disk tier in tmp_path/cache, in front of an origin of v1 bodies."""
+    origin.default = v1_origin
+    cache_dir = tmp_path / 'cache'
+    return disk_shield(shield, origin, cache_dir), cache_dir
+
+
+def filled_disk_shield(shield, origin, tmp_path, prefix, n=N):
+    """v1_disk_shield with n objects (prefix/0 ...) filled and all committed to disk."""
+    sh, cache_dir = v1_disk_shield(shield, origin, tmp_path)
+    paths = [f'{prefix}/{i}' for i in range(n)]
+    fill(sh, paths)
+    wait_disk(sh, n)
+    return sh, cache_dir, paths
+
+
 def restart_slow(shield, sh, delay_us=DELAY_US):
     """Stop sh (SIGTERM) and start a successor whose start-up scan is slowed down."""
     sh.stop()
@@ -78,12 +94,7 @@ def test_requests_during_scan_are_disk_hits(shield, origin, tmp_path):
     """While the scan runs, stored objects the scan has not reached are Hits (found on disk
     by their key's hash) with the right bytes and no origin request; a new object is a Miss
     and is stored; after the scan the disk accounting equals what is on disk."""
-    origin.default = v1_origin
-    cache_dir = tmp_path / 'cache'
-    sh = disk_shield(shield, origin, cache_dir)
-    paths = [f'/o/{i}' for i in range(N)]
-    fill(sh, paths)
-    wait_disk(sh, N)
+    sh, cache_dir, paths = filled_disk_shield(shield, origin, tmp_path, '/o')
     asked = origin.count()
     sh = restart_slow(shield, sh)
     targets = last_scanned(cache_dir, paths) + random.Random(1).sample(paths, 3)
@@ -113,12 +124,7 @@ def test_requests_during_scan_are_disk_hits(shield, origin, tmp_path):
 def test_object_replaced_during_scan_is_not_resurrected(shield, origin, tmp_path):
     """An object invalidated and fetched anew during the scan, before the scan reaches its
     file, stays the new version: after the scan, and after another restart."""
-    origin.default = v1_origin
-    cache_dir = tmp_path / 'cache'
-    sh = disk_shield(shield, origin, cache_dir)
-    paths = [f'/r/{i}' for i in range(N)]
-    fill(sh, paths)
-    wait_disk(sh, N)
+    sh, cache_dir, paths = filled_disk_shield(shield, origin, tmp_path, '/r')
     targets = last_scanned(cache_dir, paths, 2)
     sh = restart_slow(shield, sh)
     for p in targets:
@@ -148,12 +154,7 @@ def test_object_replaced_during_scan_is_not_resurrected(shield, origin, tmp_path
 def test_persisted_invalidation_applies_during_scan(shield, origin, tmp_path):
     """An invalidation made before the restart applies to an object looked up on disk
     directly during the scan (Miss, the origin's new bytes); others stay Hits."""
-    origin.default = v1_origin
-    cache_dir = tmp_path / 'cache'
-    sh = disk_shield(shield, origin, cache_dir)
-    paths = [f'/i/{i}' for i in range(N)]
-    fill(sh, paths)
-    wait_disk(sh, N)
+    sh, cache_dir, paths = filled_disk_shield(shield, origin, tmp_path, '/i')
     target, other = last_scanned(cache_dir, paths, 2)
     invalidate(sh, [target])
     origin.route(target, Reply(body=body(target, 2), headers=CC))
@@ -173,12 +174,7 @@ def test_persisted_invalidation_applies_during_scan(shield, origin, tmp_path):
 def test_head_during_scan_is_answered(shield, origin, tmp_path):
     """HEAD for a stored object during the scan gets the stored head (or the origin's):
     never an error, never a body."""
-    origin.default = v1_origin
-    cache_dir = tmp_path / 'cache'
-    sh = disk_shield(shield, origin, cache_dir)
-    paths = [f'/h/{i}' for i in range(40)]
-    fill(sh, paths)
-    wait_disk(sh, 40)
+    sh, cache_dir, paths = filled_disk_shield(shield, origin, tmp_path, '/h', n=40)
     sh = restart_slow(shield, sh, delay_us=200000)
     p = last_scanned(cache_dir, paths, 1)[0]
     r = get(sh.port, p, method='HEAD')
@@ -192,9 +188,7 @@ def test_kill9_during_group_commits_leaves_no_torn_object(shield, origin, tmp_pa
     batches), kill -9 at a random moment: the restart finds no corrupt or stray file, the
     killed process's temp files are removed, and every object it restored is served as a
     Hit with its exact bytes. Several rounds."""
-    origin.default = v1_origin
-    cache_dir = tmp_path / 'cache'
-    sh = disk_shield(shield, origin, cache_dir)
+    sh, cache_dir = v1_disk_shield(shield, origin, tmp_path)
     rng = random.Random(7)
     total_restored = 0
     for rnd in range(4):
@@ -236,12 +230,7 @@ def test_kill9_during_group_commits_leaves_no_torn_object(shield, origin, tmp_pa
 def test_scan_progress_visible_in_log_and_stats(shield, origin, tmp_path):
     """The scan's end line carries objects, seconds and bytes; /stats disk_objects grows
     while it runs and ends at the number of objects."""
-    origin.default = v1_origin
-    cache_dir = tmp_path / 'cache'
-    sh = disk_shield(shield, origin, cache_dir)
-    paths = [f'/p/{i}' for i in range(N)]
-    fill(sh, paths)
-    wait_disk(sh, N)
+    sh, cache_dir, paths = filled_disk_shield(shield, origin, tmp_path, '/p')
     sh = restart_slow(shield, sh)
     seen, running = set(), []
     while scanning(sh):

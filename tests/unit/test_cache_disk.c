@@ -74,6 +74,14 @@ static disk_store *open_store(const char *dir, uint64_t cap)
     return s;
 }
 
+/* A store after its start-up scan (which must succeed), ready for writes. */
+static disk_store *open_scanned(const char *dir, uint64_t cap)
+{
+    disk_store *s = open_store(dir, cap);
+    assert_int_equal(disk_scan(s, 1, NULL, NULL, NULL), DISK_OK);
+    return s;
+}
+
 static void md5_of(const void *p, size_t n, unsigned char out[16])
 {
     assert_true(EVP_Digest(p, n, out, NULL, EVP_md5(), NULL));
@@ -129,8 +137,9 @@ static void obj_path(const fixture *f, const char *key, char *out, size_t outlen
     snprintf(out, outlen, "%s/%.1s/%.2s/%s.obj", f->cache, hex, hex + 1, hex);
 }
 
-/* Count files under dir whose name contains needle. */
-static int count_files(const char *dir, const char *needle)
+/* Count files under dir whose name contains needle; with bytes, also add up their
+ * footprints (size rounded up to DISK_BLOCK), which is what disk_used() accounts. */
+static int count_files_bytes(const char *dir, const char *needle, uint64_t *bytes)
 {
     DIR *d = opendir(dir);
     struct dirent *e;
@@ -142,13 +151,20 @@ static int count_files(const char *dir, const char *needle)
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
         if (lstat(p, &st) < 0) continue;
-        if (S_ISDIR(st.st_mode))
-            n += count_files(p, needle);
-        else if (strstr(e->d_name, needle))
+        if (S_ISDIR(st.st_mode)) {
+            n += count_files_bytes(p, needle, bytes);
+        } else if (strstr(e->d_name, needle)) {
+            if (bytes) *bytes += ((uint64_t)st.st_size + DISK_BLOCK - 1) / DISK_BLOCK * DISK_BLOCK;
             n++;
+        }
     }
     closedir(d);
     return n;
+}
+
+static int count_files(const char *dir, const char *needle)
+{
+    return count_files_bytes(dir, needle, NULL);
 }
 
 static void flip_byte(const char *path, off_t off)
@@ -183,6 +199,15 @@ static void collect(void *ud, const void *key, size_t keylen, const disk_info *i
     snprintf(sn->key[sn->n], 64, "%.*s", (int)keylen, (const char *)key);
     snprintf(sn->meta[sn->n], 64, "%.*s", (int)info->meta_len, (const char *)info->meta);
     sn->size[sn->n++] = info->body_size;
+}
+
+/* Close s and open its directory again, as a restart would: the scan reports to sn. */
+static disk_store *reopen_collect(const fixture *f, disk_store *s, seen *sn, disk_scan_stats *st)
+{
+    disk_close(s);
+    s = open_store(f->cache, 1ULL << 30);
+    assert_int_equal(disk_scan(s, 1, collect, sn, st), DISK_OK);
+    return s;
 }
 
 static void expect_body(disk_entry *e, const unsigned char *body, size_t len, size_t step)
@@ -221,11 +246,9 @@ static void test_round_trip(void **state)
     assert_int_equal(disk_entry_count(s), 3);
     uint64_t used = disk_used(s);
     assert_true(used >= len && used % DISK_BLOCK == 0);
-    disk_close(s);
 
-    s = open_store(f->cache, 1ULL << 30);
     seen sn = {0};
-    assert_int_equal(disk_scan(s, 1, collect, &sn, &st), DISK_OK);
+    s = reopen_collect(f, s, &sn, &st);
     assert_int_equal(st.kept, 3);
     assert_int_equal(st.dropped_corrupt + st.dropped_temp + st.dropped_stray + st.errors, 0);
     assert_int_equal(disk_used(s), used);
@@ -281,10 +304,9 @@ static void test_replace_remove_rewrite(void **state)
 {
     fixture *f = *state;
     unsigned char *b1 = make_body(2, 5000), *b2 = make_body(3, 70000);
-    disk_store *s = open_store(f->cache, 1ULL << 30);
+    disk_store *s = open_scanned(f->cache, 1ULL << 30);
     disk_entry *e;
 
-    assert_int_equal(disk_scan(s, 1, NULL, NULL, NULL), DISK_OK);
     assert_int_equal(put_obj(s, "k", "v1", b1, 5000, 5000), DISK_OK);
     assert_int_equal(put_obj(s, "k", "v2", b2, 70000, 333), DISK_OK);
     assert_int_equal(disk_entry_count(s), 1);
@@ -320,11 +342,10 @@ static void test_mismatch_leaves_nothing(void **state)
 {
     fixture *f = *state;
     unsigned char *body = make_body(4, 10000), md5[16];
-    disk_store *s = open_store(f->cache, 1ULL << 30);
+    disk_store *s = open_scanned(f->cache, 1ULL << 30);
     char path[256];
     disk_writer *w;
 
-    assert_int_equal(disk_scan(s, 1, NULL, NULL, NULL), DISK_OK);
     md5_of(body, 10000, md5);
     w = disk_writer_begin(s, "len", 3, "", 0);
     assert_non_null(w);
@@ -366,9 +387,8 @@ static void test_cap(void **state)
 {
     fixture *f = *state;
     unsigned char *body = make_body(5, 20000);
-    disk_store *s = open_store(f->cache, 3 * DISK_BLOCK);
+    disk_store *s = open_scanned(f->cache, 3 * DISK_BLOCK);
 
-    assert_int_equal(disk_scan(s, 1, NULL, NULL, NULL), DISK_OK);
     assert_int_equal(put_obj(s, "big", "", body, 20000, 20000), DISK_ERR_FULL); /* > cap */
     assert_int_equal(put_obj(s, "a", "", body, 5000, 5000), DISK_OK);           /* 8 KiB */
     assert_int_equal(put_obj(s, "b", "", body, 5000, 5000), DISK_OK); /* 16 KiB: one over */
@@ -418,12 +438,11 @@ static void test_truncated_dropped(void **state)
 {
     fixture *f = *state;
     unsigned char *body = make_body(6, 3000);
-    disk_store *s = open_store(f->cache, 1ULL << 30);
+    disk_store *s = open_scanned(f->cache, 1ULL << 30);
     char p1[256], p2[256];
     disk_entry *e;
     disk_scan_stats st;
 
-    assert_int_equal(disk_scan(s, 1, NULL, NULL, NULL), DISK_OK);
     assert_int_equal(put_obj(s, "one", "m", body, 3000, 1000), DISK_OK);
     assert_int_equal(put_obj(s, "zero", "m", body, 3000, 1000), DISK_OK);
     assert_int_equal(put_obj(s, "open", "m", body, 3000, 1000), DISK_OK);
@@ -441,11 +460,9 @@ static void test_truncated_dropped(void **state)
     assert_int_equal(disk_read_body(e, 0, buf, sizeof buf), -1);
     assert_int_equal(errno, EBADMSG);
     disk_entry_close(e);
-    disk_close(s);
 
-    s = open_store(f->cache, 1ULL << 30);
     seen sn = {0};
-    assert_int_equal(disk_scan(s, 1, collect, &sn, &st), DISK_OK);
+    s = reopen_collect(f, s, &sn, &st);
     assert_int_equal(st.kept, 1);
     assert_string_equal(sn.key[0], "keep");
     assert_int_equal(st.dropped_corrupt, 1); /* the zero-length one */
@@ -460,12 +477,11 @@ static void test_bitflip_body(void **state)
     fixture *f = *state;
     size_t len = 3 * DISK_CHUNK_SIZE + 100;
     unsigned char *body = make_body(7, len), *buf = malloc(DISK_CHUNK_SIZE);
-    disk_store *s = open_store(f->cache, 1ULL << 30);
+    disk_store *s = open_scanned(f->cache, 1ULL << 30);
     char path[256];
     disk_entry *e;
     uint64_t off;
 
-    assert_int_equal(disk_scan(s, 1, NULL, NULL, NULL), DISK_OK);
     assert_int_equal(put_obj(s, "flip", "meta", body, len, 65537), DISK_OK);
     assert_int_equal(put_obj(s, "flip2", "meta", body, len, 65537), DISK_OK);
     assert_int_equal(disk_open_entry(s, "flip", 4, &e), DISK_OK);
@@ -510,7 +526,7 @@ static void test_bitflip_header_meta_trailer(void **state)
 {
     fixture *f = *state;
     unsigned char *body = make_body(8, 5000);
-    disk_store *s = open_store(f->cache, 1ULL << 30);
+    disk_store *s = open_scanned(f->cache, 1ULL << 30);
     /* 72-byte header, then key "kN" (2 bytes), meta (8 bytes), body, trailer. */
     const off_t where[] = {0, 9, 26, 40, 70, 72, 75, 82 + 5000 + 2, 82 + 5000 + 10};
     const int n = (int)(sizeof where / sizeof where[0]);
@@ -518,7 +534,6 @@ static void test_bitflip_header_meta_trailer(void **state)
     disk_scan_stats st;
     disk_entry *e;
 
-    assert_int_equal(disk_scan(s, 1, NULL, NULL, NULL), DISK_OK);
     for (int i = 0; i < n; i++) {
         snprintf(key, sizeof key, "k%d", i);
         assert_int_equal(put_obj(s, key, "metadata", body, 5000, 999), DISK_OK);
@@ -527,11 +542,9 @@ static void test_bitflip_header_meta_trailer(void **state)
     }
     assert_int_equal(put_obj(s, "good", "metadata", body, 5000, 999), DISK_OK);
     assert_int_equal(disk_open_entry(s, "k1", 2, &e), DISK_ERR_CORRUPT);
-    disk_close(s);
 
-    s = open_store(f->cache, 1ULL << 30);
     seen sn = {0};
-    assert_int_equal(disk_scan(s, 1, collect, &sn, &st), DISK_OK);
+    s = reopen_collect(f, s, &sn, &st);
     assert_int_equal(st.kept, 1);
     assert_string_equal(sn.key[0], "good");
     assert_int_equal(st.dropped_corrupt, n - 1);
@@ -556,11 +569,10 @@ static void test_stray_and_temp_files(void **state)
 {
     fixture *f = *state;
     unsigned char *body = make_body(9, 100);
-    disk_store *s = open_store(f->cache, 1ULL << 30);
+    disk_store *s = open_scanned(f->cache, 1ULL << 30);
     char path[512], dir[256], good[256];
     disk_scan_stats st;
 
-    assert_int_equal(disk_scan(s, 1, NULL, NULL, NULL), DISK_OK);
     assert_int_equal(put_obj(s, "good", "m", body, 100, 7), DISK_OK);
     disk_writer *w = disk_writer_begin(s, "interrupted", 11, "m", 1);
     assert_int_equal(disk_writer_append(w, body, 100), 0);
@@ -594,11 +606,9 @@ static void test_stray_and_temp_files(void **state)
     write_file(path, "x", 1);
     snprintf(path, sizeof path, "%s/README", f->cache); /* top level: not ours to judge */
     write_file(path, "x", 1);
-    disk_close(s);
 
-    s = open_store(f->cache, 1ULL << 30);
     seen sn = {0};
-    assert_int_equal(disk_scan(s, 1, collect, &sn, &st), DISK_OK);
+    s = reopen_collect(f, s, &sn, &st);
     assert_int_equal(st.kept, 1);
     assert_string_equal(sn.key[0], "good");
     assert_int_equal(st.dropped_temp, 2);
@@ -792,8 +802,7 @@ static void test_disk_full(void **state)
         skip();
     }
     snprintf(dir, sizeof dir, "%s/cache", mnt);
-    disk_store *s = open_store(dir, 1ULL << 30);
-    assert_int_equal(disk_scan(s, 1, NULL, NULL, NULL), DISK_OK);
+    disk_store *s = open_scanned(dir, 1ULL << 30);
     disk_writer *w = disk_writer_begin(s, "huge", 4, "m", 1);
     assert_non_null(w);
     int failed = 0;
@@ -945,8 +954,7 @@ static void test_scan_timing(void **state)
     struct timespec t0, t1, t2;
     disk_scan_stats st;
 
-    disk_store *s = open_store(f->cache, 1ULL << 40);
-    assert_int_equal(disk_scan(s, 1, NULL, NULL, NULL), DISK_OK);
+    disk_store *s = open_scanned(f->cache, 1ULL << 40);
     disk_set_fsync(s, 0); /* creating 100k objects with fsync would take minutes */
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int i = 0; i < THREADS; i++) {
@@ -982,28 +990,6 @@ static void test_scan_timing(void **state)
 
 /* ---- group commit and scanning while writing ---------------------------------------------- */
 
-/* Sum of footprints (size rounded up to DISK_BLOCK) and count of .obj files under dir. */
-static void obj_totals(const char *dir, uint64_t *bytes, uint64_t *count)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    if (!d) return;
-    while ((e = readdir(d))) {
-        char p[512];
-        struct stat st;
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        if (lstat(p, &st) < 0) continue;
-        if (S_ISDIR(st.st_mode)) {
-            obj_totals(p, bytes, count);
-        } else if (strstr(e->d_name, ".obj")) {
-            *bytes += ((uint64_t)st.st_size + DISK_BLOCK - 1) / DISK_BLOCK * DISK_BLOCK;
-            (*count)++;
-        }
-    }
-    closedir(d);
-}
-
 static disk_writer *begin_obj(disk_store *s, const char *key, const unsigned char *body, size_t len)
 {
     disk_writer *w = disk_writer_begin(s, key, strlen(key), "m", 1);
@@ -1018,13 +1004,12 @@ static disk_writer *begin_obj(disk_store *s, const char *key, const unsigned cha
 static void test_group_commit(void **state)
 {
     fixture *f = *state;
-    disk_store *s = open_store(f->cache, 1ull << 30);
+    disk_store *s = open_scanned(f->cache, 1ull << 30);
     disk_writer *ws[20];
     int rcs[20];
     char key[32];
     unsigned char *body = make_body(5, 9000);
 
-    assert_int_equal(disk_scan(s, 1, NULL, NULL, NULL), DISK_OK);
     for (int round = 0; round < 2; round++) {
         size_t n = round ? 3 : 20; /* one syncfs batch, one fdatasync batch */
         for (size_t i = 0; i < n; i++) {
@@ -1041,8 +1026,8 @@ static void test_group_commit(void **state)
     }
     assert_int_equal(count_files(f->cache, ".obj"), 23);
     assert_int_equal(count_files(f->cache, ".tmp."), 0);
-    uint64_t bytes = 0, count = 0;
-    obj_totals(f->cache, &bytes, &count);
+    uint64_t bytes = 0;
+    count_files_bytes(f->cache, ".obj", &bytes);
     assert_int_equal(disk_used(s), bytes);
     assert_int_equal(disk_entry_count(s), 23);
     disk_entry *e;
@@ -1063,15 +1048,10 @@ typedef struct {
     uint64_t reported;
 } scan_arg;
 
-static void count_cb(void *ud, const void *key, size_t keylen, const disk_info *info)
-{
-    __atomic_fetch_add((uint64_t *)ud, 1, __ATOMIC_RELAXED);
-}
-
 static void *scan_thread(void *arg)
 {
     scan_arg *a = arg;
-    assert_int_equal(disk_scan(a->s, 2, count_cb, &a->reported, &a->st), DISK_OK);
+    assert_int_equal(disk_scan(a->s, 2, count_kept, &a->reported, &a->st), DISK_OK);
     return NULL;
 }
 
@@ -1081,13 +1061,12 @@ static void *scan_thread(void *arg)
 static void test_scan_while_writing(void **state)
 {
     fixture *f = *state;
-    disk_store *s = open_store(f->cache, 1ull << 30);
+    disk_store *s = open_scanned(f->cache, 1ull << 30);
     unsigned char *body = make_body(9, 20000);
     char key[32];
     const int n = 600;
 
     disk_set_fsync(s, 0);
-    assert_int_equal(disk_scan(s, 1, NULL, NULL, NULL), DISK_OK);
     for (int i = 0; i < n; i++) {
         snprintf(key, sizeof key, "/w/%d", i);
         assert_int_equal(put_obj(s, key, "m", body, 1000, 1000), DISK_OK);
@@ -1116,8 +1095,7 @@ static void test_scan_while_writing(void **state)
     assert_int_equal(disk_writer_commit(early, 5000, NULL), DISK_OK);
     assert_int_equal(a.st.dropped_temp, 0);
 
-    uint64_t bytes = 0, count = 0;
-    obj_totals(f->cache, &bytes, &count);
+    uint64_t bytes = 0, count = (uint64_t)count_files_bytes(f->cache, ".obj", &bytes);
     assert_int_equal(count, (uint64_t)n + 1);
     assert_int_equal(disk_entry_count(s), count);
     assert_int_equal(disk_used(s), bytes);

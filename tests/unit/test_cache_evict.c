@@ -38,14 +38,18 @@ static uint64_t rnd(void)
     return z ^ (z >> 31);
 }
 
-/* Insert o and apply the victims to the objects' flags, checking each victim. */
-static size_t put(evict_policy *p, obj *o, uint64_t hash, uint64_t size)
+typedef size_t (*insert_fn)(evict_policy *p, evict_node *n, evict_node **victims,
+                            size_t max_victims, bool *admitted);
+
+/* Insert o through ins (evict_insert or evict_admit) and apply the victims to the objects'
+ * flags, checking each victim. */
+static size_t insert_with(insert_fn ins, evict_policy *p, obj *o, uint64_t hash, uint64_t size)
 {
     evict_node *v[MAX_V];
     bool admitted = false;
 
     evict_node_init(&o->node, hash, size);
-    size_t nv = evict_insert(p, &o->node, v, MAX_V, &admitted);
+    size_t nv = ins(p, &o->node, v, MAX_V, &admitted);
     for (size_t i = 0; i < nv; i++) {
         obj *w = (obj *)v[i];
         assert_true(w->cached); /* only admitted, not yet dropped objects come back */
@@ -57,6 +61,20 @@ static size_t put(evict_policy *p, obj *o, uint64_t hash, uint64_t size)
     }
     o->cached = admitted;
     assert_true(evict_used(p) <= evict_capacity(p));
+    return nv;
+}
+
+static size_t put(evict_policy *p, obj *o, uint64_t hash, uint64_t size)
+{
+    return insert_with(evict_insert, p, o, hash, size);
+}
+
+/* put() objs[from..to) as 1-byte objects, hash i + 1 for objs[i]; returns the victims. */
+static size_t put_ones(evict_policy *p, obj *objs, int from, int to)
+{
+    size_t nv = 0;
+    for (int i = from; i < to; i++)
+        nv += put(p, &objs[i], (uint64_t)i + 1, 1);
     return nv;
 }
 
@@ -112,8 +130,7 @@ static void test_victims_unlinked_and_returned(void **state)
     for (size_t k = 0; k < N_KINDS; k++) {
         obj objs[20] = {0};
         evict_policy *p = evict_new(all_kinds[k], 10);
-        for (int i = 0; i < 10; i++)
-            assert_int_equal(put(p, &objs[i], (uint64_t)i + 1, 1), 0);
+        assert_int_equal(put_ones(p, objs, 0, 10), 0);
         assert_int_equal(evict_used(p), 10);
         /* A 5-byte object needs exactly five 1-byte victims. */
         assert_int_equal(put(p, &objs[10], 100, 5), 5);
@@ -134,8 +151,7 @@ static void test_lru_evicts_least_recent(void **state)
 {
     obj objs[5] = {0};
     evict_policy *p = evict_new(EVICT_LRU, 4);
-    for (int i = 0; i < 4; i++)
-        put(p, &objs[i], (uint64_t)i + 1, 1);
+    put_ones(p, objs, 0, 4);
     evict_hit(p, &objs[0].node);
     put(p, &objs[4], 5, 1);
     assert_true(objs[0].cached);
@@ -151,8 +167,7 @@ static void test_explicit_removal(void **state)
         evict_policy *p = evict_new(all_kinds[k], 20);
         evict_node_init(&never.node, 999, 1);
         assert_false(evict_remove(p, &never.node));
-        for (int i = 0; i < 20; i++)
-            put(p, &objs[i], (uint64_t)i + 1, 1);
+        put_ones(p, objs, 0, 20);
         /* Force an eviction pass so SIEVE's hand and S3-FIFO's queues are in use. */
         evict_hit(p, &objs[3].node);
         put(p, &objs[20], 21, 1);
@@ -166,8 +181,7 @@ static void test_explicit_removal(void **state)
         check_books(p, objs, 40);
         assert_true(evict_used(p) <= 10);
         /* The policy keeps working, and removed nodes never come back as victims. */
-        for (int i = 21; i < 40; i++)
-            put(p, &objs[i], (uint64_t)i + 1, 1);
+        put_ones(p, objs, 21, 40);
         check_books(p, objs, 40);
         assert_int_equal(evict_used(p), 20);
         /* Remove everything, including whatever SIEVE's hand points at. */
@@ -202,8 +216,7 @@ static int hot_after_scan(evict_kind kind)
     for (int r = 0; r < 2; r++)
         for (int i = 0; i < HOT; i++)
             evict_hit(p, &hot[i].node);
-    for (int i = 0; i < SCAN; i++)
-        put(p, &scan[i], 1 + (uint64_t)i, 1);
+    put_ones(p, scan, 0, SCAN);
     for (int i = 0; i < HOT; i++)
         present += hot[i].cached;
     evict_free(p);
@@ -229,13 +242,11 @@ static void test_s3fifo_ghost_readmits_to_main(void **state)
     evict_policy *p = evict_new(EVICT_S3FIFO, 100); /* small FIFO: 10 bytes */
 
     /* Fill the cache and evict once, so new objects go to the small FIFO. */
-    for (int i = 0; i < 101; i++)
-        put(p, &objs[i], (uint64_t)i + 1, 1);
+    put_ones(p, objs, 0, 101);
     put(p, &objs[101], 102, 1);
     assert_int_equal(objs[101].node.queue, EVICT_Q_SMALL);
     /* Ten more one-hit objects push objs[101] out of small, unhit: evicted, ghosted. */
-    for (int i = 102; i < 113; i++)
-        put(p, &objs[i], (uint64_t)i + 1, 1);
+    put_ones(p, objs, 102, 113);
     assert_false(objs[101].cached);
     evict_get_stats(p, &st);
     assert_true(st.ghost_entries > 0);
@@ -257,12 +268,10 @@ static void test_s3fifo_hit_in_small_promotes(void **state)
     evict_stats st;
     evict_policy *p = evict_new(EVICT_S3FIFO, 100);
 
-    for (int i = 0; i < 102; i++)
-        put(p, &objs[i], (uint64_t)i + 1, 1);
+    put_ones(p, objs, 0, 102);
     assert_int_equal(objs[101].node.queue, EVICT_Q_SMALL);
     evict_hit(p, &objs[101].node);
-    for (int i = 102; i < 130; i++)
-        put(p, &objs[i], (uint64_t)i + 1, 1);
+    put_ones(p, objs, 102, 130);
     assert_true(objs[101].cached);
     assert_int_equal(objs[101].node.queue, EVICT_Q_MAIN);
     evict_get_stats(p, &st);
@@ -334,8 +343,7 @@ static void test_short_victim_array_refuses(void **state)
         evict_node *v[3];
         bool admitted = true;
         evict_policy *p = evict_new(all_kinds[k], 10);
-        for (int i = 0; i < 10; i++)
-            put(p, &objs[i], (uint64_t)i + 1, 1);
+        put_ones(p, objs, 0, 10);
         evict_node_init(&objs[10].node, 11, 5);
         size_t nv = evict_insert(p, &objs[10].node, v, 3, &admitted);
         assert_int_equal(nv, 3);
@@ -467,20 +475,7 @@ static evict_policy *sieve_with_sketch(uint64_t capacity)
 /* Like put(), through evict_admit(). */
 static size_t admit(evict_policy *p, obj *o, uint64_t hash, uint64_t size)
 {
-    evict_node *v[MAX_V];
-    bool admitted = false;
-
-    evict_node_init(&o->node, hash, size);
-    size_t nv = evict_admit(p, &o->node, v, MAX_V, &admitted);
-    for (size_t i = 0; i < nv; i++) {
-        obj *w = (obj *)v[i];
-        assert_true(w->cached);
-        assert_int_equal(v[i]->queue, EVICT_Q_NONE);
-        w->cached = false;
-    }
-    o->cached = admitted;
-    assert_true(evict_used(p) <= evict_capacity(p));
-    return nv;
+    return insert_with(evict_admit, p, o, hash, size);
 }
 
 static void touch(evict_policy *p, uint64_t hash, int n)
