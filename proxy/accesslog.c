@@ -5,9 +5,10 @@
  * Why a plain file for the open hour rather than gzip members flushed per
  * batch: a gzip member cut by kill -9 leaves a file whose last member is
  * corrupt, and zcat/GoAccess then report an error or drop the tail; a plain
- * file written one whole line per write(2) has only whole lines whatever the
- * moment of the kill, and the next start-up gzips it. The .gz is produced by
- * writing "<name>.gz.tmp" and renaming it, so no reader ever sees half of it.
+ * file written one whole line per write(2) can at worst end in part of one
+ * line, which the next start-up cuts off before gzipping it. The .gz is
+ * produced by writing "<name>.gz.tmp" and renaming it, so no reader ever sees
+ * half of it.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -261,6 +262,54 @@ static int open_hour(int64_t hour)
     return -1;
 }
 
+/* A killed process can leave part of a line at the end of its file: a write(2)
+ * of more than a page stops between pages when SIGKILL arrives, so no writer
+ * can promise whole lines at the instant of a kill -9 and the promise is kept
+ * here instead, before the file is gzipped. Only the tail is read, backwards,
+ * so an hour of gigabytes costs one or two reads. */
+static void trim_torn_tail(const char *path, const char *name)
+{
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
+        close(fd);
+        return;
+    }
+    char buf[8192];
+    off_t end = st.st_size, keep = 0; /* no newline at all: nothing is whole */
+    while (end > 0) {
+        size_t n = end > (off_t)sizeof buf ? sizeof buf : (size_t)end;
+        off_t at = end - (off_t)n;
+        ssize_t r = pread(fd, buf, n, at);
+        if (r < 0 && errno == EINTR) continue;
+        if (r != (ssize_t)n) {
+            /* Unsure where the last line ends: gzip it as it is rather than cut a whole one. */
+            sh_log(SH_LOG_ERROR, "access log: cannot read %s: %s", name,
+                   r < 0 ? strerror(errno) : "short read");
+            close(fd);
+            return;
+        }
+        const char *nl = memrchr(buf, '\n', n);
+        if (nl) {
+            keep = at + (nl - buf) + 1;
+            break;
+        }
+        end = at;
+    }
+    if (keep < st.st_size) {
+        if (ftruncate(fd, keep) != 0)
+            sh_log(SH_LOG_ERROR, "access log: cannot cut the torn last line of %s: %s", name,
+                   strerror(errno));
+        else
+            sh_log(SH_LOG_WARN,
+                   "access log: %s ended in a torn line (killed during a write): %lld bytes "
+                   "dropped",
+                   name, (long long)(st.st_size - keep));
+    }
+    close(fd);
+}
+
 /* Parse "<dist>.YYYY-MM-DD-HH.<unique>[.gz]" → hour; -1 if the name is not ours. */
 static int64_t name_hour(const char *name, int *is_gz)
 {
@@ -287,7 +336,8 @@ static int64_t name_hour(const char *name, int *is_gz)
     return (int64_t)timegm(&tm) / 3600;
 }
 
-/* Start-up: gzip what a killed process left; always: delete expired files. */
+/* Start-up: cut a torn last line off and gzip what a killed process left (a
+ * .gz is left alone: tmp + rename make it whole); always: delete expired files. */
 static void sweep(int leftovers, int64_t now_hour)
 {
     DIR *d = opendir(lg.dir);
@@ -303,7 +353,10 @@ static void sweep(int leftovers, int64_t now_hour)
             if (unlink(p) == 0) sh_log(SH_LOG_INFO, "access log: %s expired, deleted", e->d_name);
             continue;
         }
-        if (leftovers && !gz) gzip_file(p);
+        if (leftovers && !gz) {
+            trim_torn_tail(p, e->d_name);
+            gzip_file(p);
+        }
     }
     closedir(d);
     lg.last_retention = now_hour;

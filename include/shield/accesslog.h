@@ -9,13 +9,14 @@
  * it (sh_accesslog_dropped()) rather than stalling the event loop.
  *
  * Files: the current hour is written to a plain file
- * "<dir>/<distribution_id>.YYYY-MM-DD-HH.<unique>" opened O_APPEND, so a
- * kill -9 at any moment leaves only whole lines (one write per line, and a
- * regular-file write is never cut by a signal). When the hour ends, on SIGUSR1
- * and at shutdown that file is gzipped to "<same name>.gz" (through a
- * ".gz.tmp" and rename, so a .gz is never partial) and removed; at start-up,
- * plain files left by a killed process are gzipped the same way. Files whose
- * hour is older than retention_days are deleted.
+ * "<dir>/<distribution_id>.YYYY-MM-DD-HH.<unique>" opened O_APPEND, one
+ * write per line. When the hour ends, on SIGUSR1 and at shutdown that file is
+ * gzipped to "<same name>.gz" (through a ".gz.tmp" and rename, so a .gz is
+ * never partial) and removed. A kill -9 can cut the write of a line longer
+ * than a page, so at start-up each plain file left by a killed process is
+ * first cut back to just after its last newline (a warning gives the bytes
+ * dropped) and then gzipped the same way: the .gz files hold whole lines only.
+ * Files whose hour is older than retention_days are deleted.
  */
 #ifndef SHIELD_ACCESSLOG_H
 #define SHIELD_ACCESSLOG_H
