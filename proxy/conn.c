@@ -394,15 +394,7 @@ static void conn_count_out(struct evbuffer *buf, const struct evbuffer_cb_info *
     }
 }
 
-/*
- * A finished response on a plain connection is written at once, not on the
- * next loop turn: a small hit then costs read + write + one epoll_wait, not
- * also an epoll_ctl to watch for writability, an epoll_wait for it and an
- * epoll_ctl to stop watching. With everything written, writing stays parked
- * (EV_WRITE off, which cancels the pending watch inside the changelist) until
- * conn_count_out sees the next bytes queued. TLS records go through the
- * bufferevent as before.
- */
+/* Write what bev holds now, outside its own write event. */
 static int bev_write_now(struct bufferevent *bev)
 {
     struct evbuffer *out = bufferevent_get_output(bev);
@@ -414,6 +406,15 @@ static int bev_write_now(struct bufferevent *bev)
     return n;
 }
 
+/*
+ * A finished response on a plain connection is written at once, not on the
+ * next loop turn: a small hit then costs read + write + one epoll_wait, not
+ * also an epoll_ctl to watch for writability, an epoll_wait for it and an
+ * epoll_ctl to stop watching. With everything written, writing stays parked
+ * (EV_WRITE off, which cancels the pending watch inside the changelist) until
+ * conn_count_out sees the next bytes queued. TLS records go through the
+ * bufferevent as before.
+ */
 static void conn_flush_now(sh_conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);

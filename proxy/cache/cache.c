@@ -752,7 +752,8 @@ static void drop_disk_only(sh_cache *c, const char *key, size_t keylen, uint64_t
  * Charge a stored file to the disk policy; evicted files are deleted. A new key
  * (admit set) goes through the frequency admission of evict_admit(): when it is
  * refused, its own file is deleted too and 0 is returned. Restored files and
- * rewrites of a key already stored are always taken. Returns 1 when the file stays.
+ * rewrites of a key already stored are always taken. Returns 1 when a new key
+ * is taken, 2 when the key was stored already.
  */
 static int disk_account(sh_cache *c, const char *key, size_t keylen, uint64_t h, uint64_t size,
                         int admit)
@@ -764,6 +765,7 @@ static int disk_account(sh_cache *c, const char *key, size_t keylen, uint64_t h,
     pthread_mutex_lock(&c->dlock);
     dent **p = dmap_find(c, h, key, keylen);
     dent *d = p ? *p : NULL;
+    int stored = d != NULL;
     if (d) {
         evict_remove(c->dpol, &d->node);
         admit = 0;
@@ -806,7 +808,7 @@ static int disk_account(sh_cache *c, const char *key, size_t keylen, uint64_t h,
         sh_free(gone[i]);
     }
     if (gone != local) sh_free(gone);
-    return admitted;
+    return !admitted ? 0 : stored ? 2 : 1;
 }
 
 /* Record a disk hit; returns how many came before it in this process. */
@@ -914,13 +916,10 @@ void cache_disk_restored(sh_cache *c, cache_obj *o, uint64_t footprint)
 
 int cache_disk_reserve(sh_cache *c, cache_obj *o)
 {
-    pthread_mutex_lock(&c->dlock);
-    int stored = dmap_find(c, o->hash, o->key, o->keylen) != NULL;
-    pthread_mutex_unlock(&c->dlock);
-    if (disk_account(c, o->key, o->keylen, o->hash,
-                     (uint64_t)o->size + o->keylen + 4096, /* about the file's footprint */
-                     1))
-        return stored ? 2 : 1;
+    int r = disk_account(c, o->key, o->keylen, o->hash,
+                         (uint64_t)o->size + o->keylen + 4096, /* about the file's footprint */
+                         1);
+    if (r) return r;
     /* The copy in memory, if charged there, stays and may be offered again
      * when the memory tier evicts it (disk_reoffer). */
     atomic_fetch_add(&c->stats.disk_refusals, 1);
