@@ -87,7 +87,7 @@ $(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIB_OBJ) $(LLH
 # ---- dependencies -----------------------------------------------------------
 DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev libcurl4-openssl-dev \
             libjemalloc-dev libmaxminddb-dev node-llhttp libconfig-dev zlib1g-dev \
-            libbrotli-dev libcmocka-dev python3 python3-pytest python3-botocore \
+            libbrotli-dev libcmocka-dev python3 python3-pytest python3-botocore python3-h11 \
             awscli curl openssl procps clang-format clang-14 libclang-rt-14-dev \
             testssl.sh libmaxmind-db-writer-perl goaccess prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -150,7 +150,10 @@ soak: all
 	SHIELD_KILL_ITERATIONS=$${SHIELD_KILL_ITERATIONS:-500} SHIELD_BIN=$(abspath $(BUILD)/shield) \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider -k kill tests/integration/test_cache_disk.py
 
-run: deps all
+# deps may install llhttp's sources, which this make has already looked for
+# (make caches directory contents): build in a new make, like `test` does.
+run: deps
+	$(MAKE) all
 	tests/demo.sh
 
 # ---- benchmarks ---------------------------------------------------------------
