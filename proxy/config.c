@@ -7,6 +7,7 @@
  */
 #include "shield/config.h"
 #include "shield/alloc.h"
+#include "shield/forward.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -55,13 +56,14 @@ const char *cfg_type_name(const config_setting_t *s)
     return t > 0 && t <= CONFIG_TYPE_LIST ? names[t] : "nothing";
 }
 
-/* Limits are printed the way an operator would write them: 10s, not 10000. */
+/* Limits are printed the way an operator would write them: 10s, not 10000; 1M, not 1048576;
+ * counts as plain numbers (1024 clients, not 1K). */
 static void fmt_num(int kind, char *buf, size_t n, uint64_t v)
 {
     static const uint64_t div[2][5] = {{86400000, 3600000, 60000, 1000, 1},
                                        {1ULL << 40, 1 << 30, 1 << 20, 1 << 10, 1}};
     static const char *const unit[2][5] = {{"d", "h", "m", "s", "ms"}, {"T", "G", "M", "K", ""}};
-    int k = kind != NUM_DURATION, i = kind == NUM_INT ? 4 : 0;
+    int k = kind != NUM_DURATION, i = kind == NUM_INT || kind == NUM_COUNT ? 4 : 0;
 
     while (i < 4 && v % div[k][i])
         i++;
@@ -370,13 +372,15 @@ scope *cfg_opt_group(scope *parent, const char *key, const char *keys, scope *ou
 }
 
 /*
- * Integers, sizes and durations share one getter so that every numeric key
- * gets the same type, syntax and range messages. Durations come back in ms;
- * min/max are in the result's unit. *out is left alone unless the value is good.
+ * Integers, sizes, durations and counts share one getter so that every numeric
+ * key gets the same type, syntax and range messages, each naming what the key
+ * holds. Durations come back in ms; min/max are in the result's unit. *out is
+ * left alone unless the value is good.
  */
 int cfg_get_num(scope *sc, const char *key, int kind, uint64_t min, uint64_t max, uint64_t *out)
 {
-    static const char *const what[] = {"an integer", "a size", "a duration"};
+    static const char *const what[] = {"an integer", "a size", "a duration", "a count"};
+    static const char *const hint[] = {"", SIZE_HINT, DURATION_HINT, COUNT_HINT};
     config_setting_t *s = cfg_member(sc, key);
     char shown[160], lo[32], hi[32];
     const char *str;
@@ -397,15 +401,13 @@ int cfg_get_num(scope *sc, const char *key, int kind, uint64_t min, uint64_t max
         str = config_setting_get_string(s);
         snprintf(shown, sizeof shown, "\"%.150s\"", str);
         if (kind == NUM_INT) goto type;
-        rc = kind == NUM_SIZE ? size_bytes(str, &v) : duration_ms(str, &v);
+        rc = kind == NUM_DURATION ? duration_ms(str, &v) : size_bytes(str, &v);
         if (rc == -2) {
             cfg_err_at(sc->ld, s, "%s%s %s: too large", sc->prefix, key, shown);
             return -1;
         }
         if (rc == 0) break;
-        cfg_err_at(sc->ld, s, "%s%s %s: not a %s %s", sc->prefix, key, shown,
-                   kind == NUM_SIZE ? "size" : "duration",
-                   kind == NUM_SIZE ? SIZE_HINT : DURATION_HINT);
+        cfg_err_at(sc->ld, s, "%s%s %s: not %s %s", sc->prefix, key, shown, what[kind], hint[kind]);
         return -1;
     default:
     type:
@@ -420,7 +422,7 @@ int cfg_get_num(scope *sc, const char *key, int kind, uint64_t min, uint64_t max
 range:
     fmt_num(kind, lo, sizeof lo, min);
     fmt_num(kind, hi, sizeof hi, max);
-    if (max == UINT64_MAX || (kind == NUM_SIZE && max == SIZE_MAX))
+    if (max == UINT64_MAX || (kind != NUM_DURATION && max == SIZE_MAX))
         cfg_err_at(sc->ld, s, "%s%s: %s is out of range (at least %s)", sc->prefix, key, shown, lo);
     else
         cfg_err_at(sc->ld, s, "%s%s: %s is out of range (%s..%s)", sc->prefix, key, shown, lo, hi);
@@ -913,10 +915,15 @@ static void parse_behavior(scope *el, sh_config *cfg, sh_behavior_conf *b)
         b->nforward_headers = (size_t)config_setting_length(s);
         b->forward_headers = sh_calloc(b->nforward_headers, sizeof(char *));
         for (size_t i = 0; i < b->nforward_headers; i++) {
-            const char *h = config_setting_get_string_elem(s, (unsigned)i);
+            const char *h = config_setting_get_string_elem(s, (unsigned)i), *why;
+            /* Listing one would not forward it, only key the cache on it. */
             if (!cfg_is_token(h))
                 cfg_err_at(el->ld, config_setting_get_elem(s, (unsigned)i),
                            "%sforward_headers: \"%s\" is not a valid header name", el->prefix, h);
+            else if ((why = sh_forward_never_why(h, strlen(h))))
+                cfg_err_at(el->ld, config_setting_get_elem(s, (unsigned)i),
+                           "%sforward_headers: \"%s\" is %s and is never forwarded", el->prefix, h,
+                           why);
             b->forward_headers[i] = sh_strdup(h);
         }
     }
@@ -1004,12 +1011,14 @@ static void read_admin_token(scope *as, sh_admin_conf *ad)
 
 static void parse_globals(scope *top, sh_config *cfg)
 {
-    /* CloudFront's viewer limits. Counts take the size syntax too ("8K"). */
-#define LIMIT(key, def, min) NUM(sh_limits_conf, #key, key, NUM_SIZE, def, min, SIZE_MAX)
-    static const num_field limits[] = {
-        LIMIT(max_header_size, 20480, 1024), LIMIT(max_url, 8192, 64),
-        LIMIT(max_headers, 100, 1),          LIMIT(max_body_size, 1 << 20, 0),
-        LIMIT(max_connections, 10000, 1),    LIMIT(max_requests_per_connection, 0, 0)};
+    /* CloudFront's viewer limits: sizes in bytes, and counts. */
+#define LIMIT(key, kind, def, min) NUM(sh_limits_conf, #key, key, kind, def, min, SIZE_MAX)
+    static const num_field limits[] = {LIMIT(max_header_size, NUM_SIZE, 20480, 1024),
+                                       LIMIT(max_url, NUM_SIZE, 8192, 64),
+                                       LIMIT(max_headers, NUM_COUNT, 100, 1),
+                                       LIMIT(max_body_size, NUM_SIZE, 1 << 20, 0),
+                                       LIMIT(max_connections, NUM_COUNT, 10000, 1),
+                                       LIMIT(max_requests_per_connection, NUM_COUNT, 0, 0)};
     /* Timer arithmetic is 64-bit ms; a year is plenty and cannot overflow. */
 #define TIMEOUT(key, def, min)                                                                     \
     NUM(sh_timeouts_conf, #key, key##_ms, NUM_DURATION, def, min, MAX_TIMER_MS)
@@ -1104,6 +1113,12 @@ sh_config *sh_config_load(const char *path, void *errs)
         const char *ef = config_error_file(&lc);
         fprintf(ld.errs, "%s:%d: %s\n", ef ? ef : path, config_error_line(&lc),
                 config_error_text(&lc));
+        config_destroy(&lc);
+        return NULL;
+    }
+    /* Like a syntax error, this ends the run: checking the values libconfig
+     * made of such numbers would only add messages about numbers nobody wrote. */
+    if (cfg_check_int_literals(&ld, &lc)) {
         config_destroy(&lc);
         return NULL;
     }

@@ -392,7 +392,7 @@ static void parse_ratelimit(scope *top, sh_config *cfg)
     }
     get_enum(rs, "fallback", fallbacks, &r->fallback_match);
     if (cfg_get_num(rs, "status", NUM_INT, 400, 599, &n) == 1) r->status = (int)n;
-    if (cfg_get_num(rs, "max_clients", NUM_SIZE, 1024, 100000000, &n) == 1)
+    if (cfg_get_num(rs, "max_clients", NUM_COUNT, 1024, 100000000, &n) == 1)
         r->max_clients = (size_t)n;
 }
 

@@ -18,6 +18,7 @@
 #define MAX_TIMER_MS  (365 * 86400 * SEC_MS)
 #define DURATION_HINT "(use e.g. 250ms, 30s, 5m, 1h, 7d)"
 #define SIZE_HINT     "(use e.g. 512M, 1G)"
+#define COUNT_HINT    "(use e.g. 10000 or \"10K\")"
 #define LABEL_MAX     256
 #define HDR_KEYS                                                                                   \
     "hsts frame_options content_type_options referrer_policy xss_protection override custom"
@@ -44,11 +45,12 @@ typedef struct scope {
     char prefix[LABEL_MAX];
 } scope;
 
-enum { NUM_INT, NUM_SIZE, NUM_DURATION };
+/* NUM_COUNT: how many of something; bare integers or the size syntax ("10K" = 10240). */
+enum { NUM_INT, NUM_SIZE, NUM_DURATION, NUM_COUNT };
 
 typedef struct num_field {
     const char *key;
-    size_t off; /* uint64_t for durations, size_t for sizes */
+    size_t off; /* uint64_t for durations, size_t for sizes and counts */
     int kind;
     uint64_t def, min, max;
 } num_field;
@@ -84,6 +86,13 @@ config_setting_t *cfg_get_group_elem(loader *ld, const config_setting_t *list, i
 /* Strings of an array ["a", "b"] or a list ("a", "b"). */
 int cfg_get_strings(scope *sc, const char *key, config_setting_t **out);
 void cfg_set_str(char **dst, const char *v);
+
+/*
+ * config_literals.c: after libconfig has parsed lc, report every integer in
+ * its files that libconfig would have stored as another number (beyond 32
+ * bits without an L suffix, beyond 64 bits with one). Returns how many.
+ */
+int cfg_check_int_literals(loader *ld, const config_t *lc);
 
 /* config_edge.c: the edge-security groups and the per-behavior edge keys. */
 #define EDGE_TOP_KEYS      "tls trusted_proxies signed_urls sigv4 geo rate_limit waf log alarms popular"

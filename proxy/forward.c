@@ -25,6 +25,13 @@ static int never_forwarded(const char *n, size_t l)
            sh_hdr_is(n, l, "Via") || sh_hdr_is(n, l, "X-Request-Id");
 }
 
+const char *sh_forward_never_why(const char *name, size_t len)
+{
+    if (sh_hdr_is_hop_by_hop(name, len, NULL, 0)) return "a hop-by-hop header";
+    if (never_forwarded(name, len)) return "written by Shield itself";
+    return NULL;
+}
+
 static int is_listed(const sh_req *req, const char *n, size_t l)
 {
     for (size_t i = 0; i < sizeof(always_forwarded) / sizeof(always_forwarded[0]); i++)

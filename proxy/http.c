@@ -110,7 +110,8 @@ int sh_hdr_is_hop_by_hop(const char *name, size_t len, const char *connection, s
                                       "Transfer-Encoding",
                                       "Upgrade",
                                       "Proxy-Authorization",
-                                      "Proxy-Authenticate"};
+                                      "Proxy-Authenticate",
+                                      "HTTP2-Settings"};
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
         if (sh_hdr_is(name, len, hop[i])) return 1;
     return connection && in_connection_list(name, len, connection, clen);

@@ -20,6 +20,14 @@
 #include "shield/http.h"
 #include "shield/module.h"
 
+/*
+ * Why a viewer header never reaches the origin whatever a behavior lists in
+ * forward_headers: "a hop-by-hop header", "written by Shield itself" (Host,
+ * Content-Length, Expect, X-Forwarded-For, Via, X-Request-Id), or NULL if it
+ * can be forwarded. The config loader refuses the former in forward_headers.
+ */
+const char *sh_forward_never_why(const char *name, size_t len);
+
 /* Append the origin request headers for req to out. node = the node name for Via. */
 void sh_forward_request_headers(const sh_req *req, const char *node, sh_hdrlist *out);
 

@@ -51,9 +51,10 @@ int sh_hdr_is(const char *name, size_t len, const char *cname);
 const sh_header *sh_hdr_find(const sh_header *h, size_t n, const char *cname);
 /*
  * Hop-by-hop headers (RFC 9110 §7.6.1): Connection, Keep-Alive, Proxy-Connection,
- * TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Authorization, Proxy-Authenticate.
- * Headers named in a Connection header are hop-by-hop too: pass that header's
- * value as connection (NULL if none).
+ * TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Authorization, Proxy-Authenticate,
+ * and HTTP2-Settings (connection-specific, RFC 9113 §3.2.1). Headers named in a
+ * Connection header are hop-by-hop too: pass that header's value as connection
+ * (NULL if none).
  */
 int sh_hdr_is_hop_by_hop(const char *name, size_t len, const char *connection, size_t clen);
 

@@ -85,6 +85,19 @@ BAD = [
     ('bad_listen_address', GOOD.replace('127.0.0.1:PORT', '127.0.0.1:99999'), 3, r'address|99999'),
     ('syntax_error', GOOD + 'limits = { max_body_size = };\n', 11, r'.'),
     ('workers_type', GOOD.replace('workers = 1;', 'workers = "many";'), 2, r'workers'),
+    # libconfig keeps integers without L in 32 bits: 2^32 + 1M loaded as a 1M cache
+    ('memory_size_wraps', GOOD + 'cache = {\n  memory_size = 4296015872;\n};\n', 12,
+     r'4296015872 is outside the 32-bit range.*4296015872L'),
+    ('workers_wraps', GOOD.replace('workers = 1;', 'workers = 4294967297;'), 2, r'4294967297'),
+    ('hex_wraps', GOOD + 'limits = {\n  max_connections = 0x100002710;\n};\n', 12,
+     r'0x100002710L'),
+    ('forward_hop_by_hop', GOOD.replace('{ path = "/a/*"; origin = "o"; }',
+                                        '{ path = "/a/*"; origin = "o";\n'
+                                        '    forward_headers = ["transfer-encoding"]; }'), 9,
+     r'"transfer-encoding" is a hop-by-hop header'),
+    ('forward_host', GOOD.replace('{ path = "/a/*"; origin = "o"; }',
+                                  '{ path = "/a/*"; origin = "o"; forward_headers = ["Host"]; }'),
+     8, r'"Host" is written by Shield'),
 ]
 
 
@@ -136,6 +149,25 @@ def test_sizes_and_durations_accepted(tmp_path):
     p = write(tmp_path, text)
     rc, out = run('-t', '-c', str(p))
     assert rc == 0, out
+
+
+def test_large_values_accepted(tmp_path):
+    """Past 2^31 with the L suffix or as a string: the value written is the value used."""
+    text = GOOD + ('cache = { memory_size = 4296015872L; max_object_size = "5G";\n'
+                   '  disk = { path = ""; size = 0x1900000000L; }; };\n')
+    p = write(tmp_path, text)
+    rc, out = run('-t', '-c', str(p))
+    assert rc == 0, out
+
+
+def test_count_messages_say_count(tmp_path):
+    """max_connections is a count: its messages used to say "not a size"."""
+    p = write(tmp_path, GOOD + 'limits = {\n  max_connections = "lots";\n  max_headers = [1];\n};\n')
+    rc, out = run('-t', '-c', str(p))
+    assert rc != 0
+    errs = errors(out, p)
+    assert 'not a count' in errs[12] and 'expected a count' in errs[13], errs
+    assert not any('size' in m for m in errs.values()), errs
 
 
 def test_unknown_option_exit_code():

@@ -93,11 +93,12 @@ def test_hop_by_hop_response_headers_stripped(sh, o):
     o.route('/hop', Reply(body=b'hop', chunked=True, headers=[
         ('Connection', 'X-Secret'), ('X-Secret', '1'), ('Keep-Alive', 'timeout=99'),
         ('Upgrade', 'h2c'), ('Trailer', 'X-T'), ('Proxy-Authenticate', 'Basic'),
-        ('Proxy-Connection', 'keep-alive'), ('X-Normal', 'yes')]))
+        ('Proxy-Connection', 'keep-alive'), ('HTTP2-Settings', 'AAMAAABkAARAAAAAAAIAAAAA'),
+        ('X-Normal', 'yes')]))
     r = get(sh.port, '/hop')
     assert r.status == 200 and r.body == b'hop' and r.complete
     for h in ('X-Secret', 'Keep-Alive', 'Upgrade', 'Trailer', 'Proxy-Authenticate',
-              'Proxy-Connection'):
+              'Proxy-Connection', 'HTTP2-Settings'):
         assert not r.has(h), f'{h} passed to the viewer: {r.headers}'
     assert (r.header('Connection') or '').lower() in ('', 'keep-alive')
     assert r.header('X-Normal') == 'yes'
