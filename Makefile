@@ -78,7 +78,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ) $(LLHTTP_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDSAN) -o $@ $^ $(LIBS) -lcmocka
 
-$(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIB_OBJ) $(LLHTTP_OBJ)
+# A harness may stand in for a library object (fuzz_conn's stub origin
+# replaces the curl client): FUZZ_STUB_<name> lists what it replaces.
+FUZZ_STUB_conn := $(OBJ_DIR)/proxy/origin.o
+fuzz_lib = $(filter-out $(FUZZ_STUB_$(1)),$(LIB_OBJ))
+.SECONDEXPANSION:
+
+$(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $$(call fuzz_lib,$$*) $(LLHTTP_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDSAN) -o $@ $^ $(LIBS)
 
@@ -128,7 +134,7 @@ fuzz:
 	    build/libfuzzer/fuzz/lf_$$n -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
 	        build/fuzz-run/$$n tests/fuzz/corpus/$$n; done
 
-$(BUILD)/fuzz/lf_%: tests/fuzz/fuzz_%.c $(LIB_OBJ) $(LLHTTP_OBJ)
+$(BUILD)/fuzz/lf_%: tests/fuzz/fuzz_%.c $$(call fuzz_lib,$$*) $(LLHTTP_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer $(LDSAN) -o $@ $^ $(LIBS)
 

@@ -65,6 +65,7 @@ static const unsigned transitions[CONN_NSTATES] = {
 
 static void conn_free(sh_conn *c);
 static void conn_parse(sh_conn *c);
+static void conn_scan_reset(sh_conn *c);
 static void conn_run_phases(sh_conn *c);
 
 void conn_set_state(sh_conn *c, conn_state s)
@@ -104,6 +105,9 @@ static int bad(sh_conn *c, int status, const char *detail);
 static int hbuf_append(sh_conn *c, const char *at, size_t len)
 {
     const sh_limits_conf *lim = &c->w->cfg->limits;
+    /* The request points into hbuf from the end of its head on: growing it
+     * then would move memory under the request's path and headers. */
+    if (c->head_done) return bad(c, 400, "head buffer written after the head");
     size_t cap_max = lim->max_header_size + lim->max_url + 1024;
     if (c->hlen + len > cap_max) {
         c->err_status = 431;
@@ -196,6 +200,7 @@ static int on_message_begin(llhttp_t *p)
     c->last_cb = 0;
     c->header_bytes = 0;
     c->msg_done = c->has_body = c->expect_continue = 0;
+    c->head_done = c->chunked_in = c->chunk_done = 0;
     return 0;
 }
 
@@ -215,6 +220,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     sh_conn *c = conn_of(p);
     const sh_limits_conf *lim = &c->w->cfg->limits;
+    /* Trailer fields: the scanner has checked them, and nothing forwards them. */
+    if (c->head_done) return 0;
     if (c->last_cb != 1) {
         if (c->nspans >= lim->max_headers) {
             c->err_status = 431;
@@ -245,18 +252,15 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     sh_conn *c = conn_of(p);
+    if (c->head_done) return 0;
     if (c->nspans == 0 || c->last_cb == 0) return bad(c, 400, "header value without a name");
     struct hspan *s = &c->spans[c->nspans - 1];
     if (c->last_cb != 2) {
         s->voff = (uint32_t)c->hlen;
         c->last_cb = 2;
-    } else if (!(at == c->exec_data && c->value_end == c->prev_exec_end)) {
-        /* A value continued other than across two reads is an obs-fold
-         * ("X: a\r\n b"), which llhttp joins silently; RFC 9112 §5.2 lets a
-         * server reject it, and a proxy must, or the origin may disagree. */
-        return bad(c, 400, "obs-fold in header");
     }
-    c->value_end = at + len;
+    /* A second call for one value is the head spanning two buffers: the
+     * scanner has refused every obs-fold before llhttp could join one. */
     c->header_bytes += len;
     if (c->header_bytes > c->w->cfg->limits.max_header_size) {
         c->err_status = 431;
@@ -279,6 +283,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 static int on_header_field_complete(llhttp_t *p)
 {
     sh_conn *c = conn_of(p);
+    if (c->head_done) return 0;
     if (c->last_cb != 1 || c->spans[c->nspans - 1].nlen == 0)
         return bad(c, 400, "empty header name");
     return 0;
@@ -287,6 +292,7 @@ static int on_header_field_complete(llhttp_t *p)
 static int on_header_value_complete(llhttp_t *p)
 {
     sh_conn *c = conn_of(p);
+    if (c->head_done) return 0;
     struct hspan *s = &c->spans[c->nspans - 1];
     if (c->last_cb != 2) { /* empty value */
         s->voff = (uint32_t)c->hlen;
@@ -336,16 +342,16 @@ static int parse_target(sh_conn *c, sh_req *r)
         len = (size_t)(end - slash);
     } else {
         if (len == 0 || t[0] != '/') return bad(c, 400, "request target is not origin-form"), 400;
-        if (!host) {
-            if (r->http_minor >= 1) return bad(c, 400, "missing Host"), 400;
-        } else {
+        if (host) {
             if (!sh_host_valid(host->value, host->value_len))
                 return bad(c, 400, "invalid Host"), 400;
             r->host = host->value;
             r->host_len = host->value_len;
         }
     }
-    if (!host && r->host == NULL && r->http_minor >= 1) return bad(c, 400, "missing Host"), 400;
+    /* RFC 9112 §3.2: an HTTP/1.1 request without Host is refused even in
+     * absolute-form, where the authority would have named the host. */
+    if (!host && r->http_minor >= 1) return bad(c, 400, "missing Host"), 400;
     /* Clients never send a fragment; one that arrives would be cut by the
      * origin client but kept in the cache key. */
     if (memchr(t, '#', len)) return bad(c, 400, "fragment in request target"), 400;
@@ -443,18 +449,18 @@ static void conn_log_unfinished(sh_conn *c)
     r->conn = NULL; /* logged: never twice */
 }
 
-/* A request refused on its request line (before llhttp made sense of it) is
- * still logged with what can be read of it: a known method and the target,
- * pointing into the unconsumed input, which stays put until the log line is
- * written (conn_reject -> conn_finish runs synchronously). */
+/* A request refused before llhttp made sense of it is still logged with what
+ * can be read of it: a known method and the target, pointing into the
+ * unconsumed input, which stays put until the log line is written
+ * (conn_reject -> conn_finish runs synchronously). */
 static void conn_salvage_line(sh_conn *c, sh_req *r)
 {
     static const char *const known[] = {"GET",     "HEAD",  "POST",    "PUT",  "DELETE",
                                         "OPTIONS", "PATCH", "CONNECT", "TRACE"};
-    if (c->line_ok) {
+    if (c->head_fed) {
         /* llhttp consumed the line and failed in the headers: it knows the
-         * method, and hbuf holds the target. */
-        if (!c->url_len) return;
+         * method, and hbuf holds the target (if llhttp got that far). */
+        if (!c->hbuf || !c->url_len || c->url_off + (size_t)c->url_len > c->hlen) return;
         r->method = llhttp_method_name((llhttp_method_t)c->parser.method);
         r->method_len = strlen(r->method);
         r->method_bit = sh_method_bit(r->method, r->method_len);
@@ -544,8 +550,15 @@ static int on_headers_complete(llhttp_t *p)
     r->start_us = sh_now_us();
     conn_fill_peer(c, r);
     c->keepalive = llhttp_should_keep_alive(p);
+    /* Shield never switches protocols: an Upgrade request is served as a
+     * plain one (Upgrade and Connection are hop-by-hop, never forwarded),
+     * and llhttp must not hand the bytes after it over as a tunnel. CONNECT,
+     * the other way in, is refused by the scanner. */
+    p->upgrade = 0;
 
-    /* The head is complete, so hbuf no longer moves: build pointers. */
+    /* The head is complete, so hbuf no longer moves: build pointers. From
+     * here on nothing may grow it (hbuf_append refuses). */
+    c->head_done = 1;
     if (c->hdrs_cap < c->nspans || !c->hdrs) {
         c->hdrs_cap = c->nspans > 16 ? c->nspans : 16;
         c->hdrs = sh_realloc(c->hdrs, c->hdrs_cap * sizeof(sh_header));
@@ -579,6 +592,8 @@ static int on_headers_complete(llhttp_t *p)
     }
     c->has_body =
         (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+    c->chunked_in = (p->flags & F_CHUNKED) != 0;
+    if (c->chunked_in) h1_scan_chunked_init(&c->scan);
     if (c->has_body) {
         if (r->method_bit & (SH_M_GET | SH_M_HEAD)) {
             /* CloudFront answers a GET with a body with 403; it is also the
@@ -815,7 +830,7 @@ void conn_finish(sh_conn *c)
     if (c->ranges != &c->range1) sh_free(c->ranges);
     c->ranges = &c->range1;
     c->head_sent = 0;
-    c->line_ok = 0;
+    conn_scan_reset(c);
     c->nrequests++;
 
     if (c->close_after) {
@@ -836,131 +851,157 @@ void conn_finish(sh_conn *c)
         bufs_give(c);
 }
 
-/*
- * llhttp tolerates a few request-line shapes that an origin or another proxy
- * could read differently ("GET  / HTTP/1.1", bare LF), so the line is checked
- * strictly before llhttp sees it: METHOD SP target SP HTTP/d.d CRLF, with an
- * upper-case token method and a target free of spaces and control bytes.
- * Empty lines before a request are skipped (RFC 9112 §2.2).
- * Returns 0 if valid, -1 if the line is incomplete, or a status to reject with.
- */
-static int check_request_line(sh_conn *c, struct evbuffer *in)
+static h1_limits conn_limits(const sh_conn *c)
 {
-    const sh_limits_conf *lim = &c->w->cfg->limits;
-    for (int skipped = 0;; skipped++) {
-        size_t eol_len = 0;
-        struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
-        if (eol.pos < 0) {
-            if (evbuffer_get_length(in) > lim->max_url + 32) {
-                c->err_detail = "request line too long";
-                return 414;
-            }
-            return -1;
-        }
-        size_t n = (size_t)eol.pos;
-        if (n > lim->max_url + 32) {
-            c->err_detail = "request line too long";
-            return 414;
-        }
-        const unsigned char *l = evbuffer_pullup(in, (ev_ssize_t)n + 1);
-        if (n == 0 || (n == 1 && l[0] == '\r')) {
-            if (skipped >= 4) {
-                c->err_detail = "empty lines before the request";
-                return 400;
-            }
-            evbuffer_drain(in, n + 1);
-            continue;
-        }
-        c->err_detail = "malformed request line";
-        if (l[n - 1] != '\r') return 400; /* bare LF */
-        n--;
-        size_t i = 0;
-        while (i < n && l[i] >= 'A' && l[i] <= 'Z')
-            i++;
-        if (i == 0 || i >= n || l[i] != ' ') return 400;
-        size_t t0 = ++i;
-        while (i < n && l[i] > ' ' && l[i] != 0x7f)
-            i++;
-        if (i == t0 || i >= n || l[i] != ' ') return 400;
-        if (i - t0 > lim->max_url) {
-            c->err_detail = "URL too long";
-            return 414;
-        }
-        i++;
-        if (n - i != 8 || memcmp(l + i, "HTTP/", 5) != 0 || !isdigit(l[i + 5]) || l[i + 6] != '.' ||
-            !isdigit(l[i + 7]))
-            return 400;
-        if (l[i + 5] != '1' || (l[i + 7] != '0' && l[i + 7] != '1')) {
-            c->err_detail = "unsupported HTTP version";
-            return 505;
-        }
-        c->err_detail = NULL;
-        return 0;
-    }
+    const sh_limits_conf *l = &c->w->cfg->limits;
+    return (h1_limits){l->max_url, l->max_header_size, l->max_headers};
 }
 
-/* Feed buffered input to llhttp while the connection is reading a request. */
+/* A new request starts: the scanner reads its head from the next byte. */
+static void conn_scan_reset(sh_conn *c)
+{
+    h1_scan_init(&c->scan);
+    c->scanned = 0;
+    c->head_scanned = 0;
+    c->head_fed = 0;
+}
+
+/*
+ * Run the scanner over the input bytes it has not seen. 0: the whole head is
+ * buffered and valid (c->scan.head_len bytes); -1: more bytes are needed; or
+ * a status to reject with (c->err_detail says why). Each byte is scanned once,
+ * however the head arrives.
+ */
+static int conn_scan_head(sh_conn *c, struct evbuffer *in)
+{
+    h1_limits lim = conn_limits(c);
+    while (c->scanned < evbuffer_get_length(in)) {
+        struct evbuffer_ptr at;
+        struct evbuffer_iovec v[8];
+        if (evbuffer_ptr_set(in, &at, c->scanned, EVBUFFER_PTR_SET) < 0) return -1;
+        int n = evbuffer_peek(in, -1, &at, v, 8);
+        for (int i = 0; i < n && i < 8; i++) {
+            size_t used = 0;
+            int st =
+                h1_scan_head(&c->scan, &lim, v[i].iov_base, v[i].iov_len, &used, &c->err_detail);
+            c->scanned += used;
+            if (st == H1_DONE) {
+                c->head_scanned = 1;
+                return 0;
+            }
+            if (st != H1_MORE) return st;
+        }
+    }
+    return -1;
+}
+
+/* The scanner and llhttp read one message differently: that is a bug in one
+ * of them, never the viewer's right to be served. */
+static void conn_disagree(sh_conn *c, const char *where)
+{
+    c->w->stats.framing_disagreements++;
+    sh_log(SH_LOG_ERROR, "%s: BUG: request framing disagreement (%s): refused", c->peer_ip, where);
+    conn_reject(c, 400, "framing disagreement");
+}
+
+/*
+ * Feed buffered input to llhttp while the connection is reading a request.
+ * llhttp gets a head only once the scanner has seen all of it, and a chunked
+ * body only up to the end the scanner found; it must stop exactly there.
+ */
 static void conn_parse(sh_conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     if (c->in_parse) return;
     c->in_parse = 1;
     while (c->state == CONN_IDLE || c->state == CONN_HEAD || c->state == CONN_BODY) {
-        size_t avail = evbuffer_get_length(in);
-        if (avail == 0) break;
+        if (evbuffer_get_length(in) == 0) break;
         if (c->state == CONN_IDLE) {
             conn_set_state(c, CONN_HEAD);
             timer_arm(c, c->w->cfg->timeouts.header_ms);
         }
-        struct evbuffer_iovec v;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
-        const char *data = v.iov_base;
-        if (c->state == CONN_HEAD && !c->line_ok) {
-            int st = check_request_line(c, in);
+        if (c->state == CONN_HEAD && !c->head_scanned) {
+            int st = conn_scan_head(c, in);
             if (st < 0) break; /* need more bytes */
             if (st > 0) {
                 conn_reject(c, st, c->err_detail);
                 break;
             }
-            c->line_ok = 1;
-            if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
-            data = v.iov_base;
         }
-        c->prev_exec_end = c->exec_data ? c->exec_end : NULL;
-        c->exec_data = data;
-        c->exec_end = data + v.iov_len;
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
+        const char *data = v.iov_base;
+        size_t len = v.iov_len;
+        int ends = 0; /* the scanner says the head or the chunked body ends with data[len - 1] */
+        if (c->state == CONN_HEAD) {
+            uint64_t left = c->scan.head_len - c->head_fed;
+            if (len >= left) {
+                len = (size_t)left;
+                ends = 1;
+            }
+        } else if (c->chunked_in) {
+            h1_limits lim = conn_limits(c);
+            size_t upto = 0;
+            const char *why = NULL;
+            int st = h1_scan_chunked(&c->scan, &lim, data, len, &upto, &why);
+            if (st > 0) {
+                conn_reject(c, st, why);
+                break;
+            }
+            if (st == H1_DONE) {
+                len = upto;
+                ends = 1;
+            }
+        }
         c->err_status = 0;
         c->err_detail = NULL;
-        llhttp_errno_t e = llhttp_execute(&c->parser, data, v.iov_len);
-        size_t used = v.iov_len;
+        llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
+        size_t used = len;
         if (e != HPE_OK) {
             const char *pos = llhttp_get_error_pos(&c->parser);
-            used = pos && pos >= data && pos <= data + v.iov_len ? (size_t)(pos - data) : v.iov_len;
+            used = pos && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
         }
         evbuffer_drain(in, used);
         c->req.bytes_received += used;
+        if (c->state == CONN_HEAD) c->head_fed += used;
         if (e == HPE_OK) {
+            if (ends) {
+                conn_disagree(c, c->state == CONN_HEAD ? "head" : "chunked body");
+                break;
+            }
             if (c->state == CONN_BODY) timer_arm(c, c->w->cfg->timeouts.body_ms);
             continue;
         }
         if (e == HPE_PAUSED) {
+            int exact = ends && used == len;
             if (c->state == CONN_BODY) {
+                if (c->chunked_in && !exact) {
+                    conn_disagree(c, "end of a chunked body");
+                    break;
+                }
                 /* body complete: modules and the origin request see it in req */
                 evtimer_del(c->timer);
                 c->req.body_len = c->body ? evbuffer_get_length(c->body) : 0;
                 c->req.body = c->req.body_len ? (const char *)evbuffer_pullup(c->body, -1) : NULL;
                 conn_serve(c);
             } else {
+                if (!exact) {
+                    conn_disagree(c, "end of the head");
+                    break;
+                }
                 evtimer_del(c->timer);
                 conn_head_ready(c);
             }
             continue; /* the state decides whether to parse on */
         }
-        if (e == HPE_PAUSED_UPGRADE) {
-            conn_reject(c, 400, "protocol upgrade not supported");
+        if (e == HPE_PAUSED_UPGRADE) { /* on_headers_complete cleared the upgrade */
+            conn_disagree(c, "protocol upgrade");
             break;
         }
         int status = c->err_status ? c->err_status : 400;
+        /* A well-formed method token llhttp does not know (the scanner
+         * checked the token) is one nobody here implements. */
+        if (e == HPE_INVALID_METHOD) status = 501;
         conn_reject(c, status, c->err_detail);
         break;
     }
@@ -1116,6 +1157,7 @@ void sh_conn_accept(sh_worker *w, int fd, const struct sockaddr *sa, int salen,
     }
     evtimer_assign(&c->timer_ev, w->base, conn_timer_cb, c);
     c->timer = &c->timer_ev;
+    conn_scan_reset(c);
     llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
     c->parser.data = c;
     /* libevent writes at most 16 KiB per wake-up by default: a 2 MiB book
@@ -1124,7 +1166,12 @@ void sh_conn_accept(sh_worker *w, int fd, const struct sockaddr *sa, int salen,
     bufferevent_set_max_single_write(c->bev, MAX_SINGLE_WRITE);
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     evbuffer_add_cb(bufferevent_get_output(c->bev), conn_count_out, c);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, IN_HIGH);
+    /* A head is parsed only once all of it is buffered: reading must not
+     * stop before the largest head the limits allow. */
+    size_t in_high = IN_HIGH;
+    if (w->cfg->limits.max_header_size + 64 > in_high)
+        in_high = w->cfg->limits.max_header_size + 64;
+    bufferevent_setwatermark(c->bev, EV_READ, 0, in_high);
     bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
     struct timeval send_tv = {(time_t)(w->cfg->timeouts.send_ms / 1000),
                               (suseconds_t)((w->cfg->timeouts.send_ms % 1000) * 1000)};

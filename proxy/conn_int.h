@@ -18,6 +18,7 @@
 #include <openssl/ssl.h>
 
 #include "shield/cache.h"
+#include "shield/h1scan.h"
 #include "shield/module.h"
 #include "shield/origin.h"
 #include "shield/worker.h"
@@ -105,10 +106,16 @@ typedef struct sh_conn {
     int origin_paused;
     int chunked_out, head_sent, keepalive, close_after, peer_eof;
     int in_parse; /* conn_parse() is on the stack: nested steps let its loop go on */
-    int line_ok;  /* the request line of the current request passed check_request_line() */
-    /* obs-fold detection: where the current llhttp input starts, where the
-     * previous one ended, and where the last header-value span ended */
-    const char *exec_data, *exec_end, *prev_exec_end, *value_end;
+    /* The strict scanner (shield/h1scan.h) reads every request byte before
+     * llhttp does; llhttp gets the head only once it is complete and valid,
+     * and a chunked body only up to where the scanner says it ends. */
+    h1_scan scan;
+    size_t scanned;    /* bytes of the input buffer the head scanner has seen */
+    int head_scanned;  /* the head is complete and valid (scan.head_len bytes) */
+    uint64_t head_fed; /* bytes of the head given to llhttp */
+    int head_done;     /* llhttp reported the head: hbuf is frozen, trailers are skipped */
+    int chunked_in;    /* the body is chunked: the scanner frames it too */
+    int chunk_done;    /* the scanner saw the end of the chunked body */
     /* serving from the cache (serve.c) */
     cache_obj *obj;      /* the object being sent, or NULL */
     cache_waiter waiter; /* registered while obj is filling */

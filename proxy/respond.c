@@ -143,6 +143,7 @@ static const char *error_detail_for(int status)
 {
     switch (status) {
     case 405:
+    case 501:
         return "InvalidRequestMethod";
     case 400:
     case 413:

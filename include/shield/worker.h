@@ -37,7 +37,9 @@ typedef struct sh_worker_stats {
     uint64_t bytes_out;              /* to viewers */
     uint64_t tls_handshakes;         /* completed */
     uint64_t tls_handshake_failures; /* failed or abandoned mid-handshake */
-    uint64_t edge[16];               /* indexed by sh_counter (shield/module.h) */
+    uint64_t
+        framing_disagreements; /* the scanner and llhttp framed a request differently (a bug) */
+    uint64_t edge[16];         /* indexed by sh_counter (shield/module.h) */
 } sh_worker_stats;
 
 typedef struct sh_worker {

@@ -1,0 +1,335 @@
+/*
+ * The strict request framing scanner (shield/h1scan.h). It accepts a subset
+ * of what llhttp accepts, byte for byte, so that conn.c can require the two
+ * to agree on every message boundary.
+ */
+#include "shield/h1scan.h"
+
+#include <string.h>
+#include <strings.h>
+
+enum {
+    /* the head */
+    S_START,    /* before the request line: a method byte or an empty line */
+    S_START_LF, /* CR of an empty line seen */
+    S_METHOD,
+    S_TARGET,
+    S_VERSION, /* "HTTP/d.d", pos = index */
+    S_RL_LF,   /* CR after the version seen */
+    S_LINE,    /* start of a field line, or of the empty line ending the head */
+    S_NAME,
+    S_VALUE,
+    S_VALUE_LF,
+    S_END_LF,
+    S_DONE,
+    /* a chunked body */
+    C_SIZE_FIRST,
+    C_SIZE,
+    C_EXT,
+    C_SIZE_LF,
+    C_DATA,
+    C_DATA_CR,
+    C_DATA_LF,
+    C_TLINE,
+    C_TNAME,
+    C_TVALUE,
+    C_TVALUE_LF,
+    C_END_LF,
+    C_DONE,
+};
+
+/* RFC 9110 §5.6.2 tchar, as a table: this runs on every byte of every head. */
+static const uint8_t tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
+    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
+    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,  ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1,  ['N'] = 1, ['O'] = 1,
+    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1,
+    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,  ['d'] = 1, ['e'] = 1,
+    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,  ['l'] = 1, ['m'] = 1,
+    ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,  ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
+/* Field-value bytes (RFC 9110 §5.5): VCHAR, obs-text, SP and HTAB. */
+static int value_byte(unsigned char ch)
+{
+    return (ch >= 0x20 && ch != 0x7f) || ch == '\t';
+}
+
+void h1_scan_init(h1_scan *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->state = S_START;
+}
+
+void h1_scan_chunked_init(h1_scan *s)
+{
+    s->state = C_SIZE_FIRST;
+    s->size_digits = 0;
+    s->chunk_left = 0;
+    s->section_bytes = 0;
+    s->fields = 0;
+    s->name_len = 0;
+}
+
+static int fail(const char **detail, const char *why, int status)
+{
+    *detail = why;
+    return status;
+}
+
+/* One more byte of a header or trailer section against its limits. */
+static int section_byte(h1_scan *s, const h1_limits *lim)
+{
+    return ++s->section_bytes > lim->max_header_size;
+}
+
+int h1_scan_head(h1_scan *s, const h1_limits *lim, const char *p, size_t n, size_t *used,
+                 const char **detail)
+{
+    static const char version[] = "HTTP/1.1";
+    size_t i = 0;
+    for (; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        switch (s->state) {
+        case S_START:
+            if (ch == '\r') {
+                s->state = S_START_LF;
+                break;
+            }
+            if (!tchar[ch]) return fail(detail, "malformed request line", 400);
+            s->state = S_METHOD;
+            /* fall through */
+        case S_METHOD:
+            if (ch == ' ') {
+                if (s->method_len == 0) return fail(detail, "malformed request line", 400);
+                s->method[s->method_len < sizeof s->method ? s->method_len : 0] = '\0';
+                /* CONNECT asks for a tunnel: the bytes after it are not HTTP
+                 * to the client, so it cannot be answered and read on from. */
+                if (strcmp(s->method, "CONNECT") == 0)
+                    return fail(detail, "method not implemented", 501);
+                s->state = S_TARGET;
+                break;
+            }
+            if (!tchar[ch]) return fail(detail, "malformed method", 400);
+            if ((size_t)s->method_len + 1 < sizeof s->method) s->method[s->method_len] = (char)ch;
+            if (s->method_len < UINT8_MAX) s->method_len++;
+            break;
+        case S_START_LF:
+            if (ch != '\n') return fail(detail, "bare CR before the request", 400);
+            if (++s->empty_lines > 4) return fail(detail, "empty lines before the request", 400);
+            s->state = S_START;
+            break;
+        case S_TARGET:
+            if (ch == ' ') {
+                if (s->target_len == 0) return fail(detail, "malformed request line", 400);
+                s->state = S_VERSION;
+                s->pos = 0;
+                break;
+            }
+            if (ch <= ' ' || ch == 0x7f) return fail(detail, "malformed request target", 400);
+            if (++s->target_len > lim->max_url) return fail(detail, "URL too long", 414);
+            break;
+        case S_VERSION:
+            if (s->pos == 8) {
+                if (ch != '\r') return fail(detail, "malformed request line", 400);
+                s->state = S_RL_LF;
+                break;
+            }
+            if (s->pos == 5 || s->pos == 7) {
+                if (ch < '0' || ch > '9') return fail(detail, "malformed HTTP version", 400);
+            } else if (ch != (unsigned char)version[s->pos]) {
+                return fail(detail, "malformed HTTP version", 400);
+            }
+            if (s->pos == 5) s->version = (uint8_t)((ch - '0') * 10);
+            if (s->pos == 7) s->version = (uint8_t)(s->version + (ch - '0'));
+            s->pos++;
+            break;
+        case S_RL_LF:
+            if (ch != '\n') return fail(detail, "malformed request line", 400);
+            if (s->version != 10 && s->version != 11)
+                return fail(detail, "unsupported HTTP version", 505);
+            s->state = S_LINE;
+            s->fields = 0;
+            break;
+        case S_LINE:
+            if (ch == '\r') {
+                s->state = S_END_LF;
+                break;
+            }
+            if (!tchar[ch])
+                return fail(detail,
+                            ch == ' ' || ch == '\t' ? "obs-fold or whitespace before a field"
+                                                    : "invalid byte in header name",
+                            400);
+            if (++s->fields > lim->max_headers) return fail(detail, "too many header fields", 431);
+            s->state = S_NAME;
+            /* fall through */
+        case S_NAME:
+            if (ch == ':') {
+                s->state = S_VALUE;
+                break;
+            }
+            if (!tchar[ch]) return fail(detail, "invalid byte in header name", 400);
+            break;
+        case S_VALUE:
+            if (ch == '\r') {
+                s->state = S_VALUE_LF;
+                break;
+            }
+            if (!value_byte(ch)) return fail(detail, "control byte in header value", 400);
+            break;
+        case S_VALUE_LF:
+            if (ch != '\n') return fail(detail, "bare CR in header value", 400);
+            s->state = S_LINE;
+            break;
+        case S_END_LF:
+            if (ch != '\n') return fail(detail, "bare CR ending the head", 400);
+            s->state = S_DONE;
+            s->head_len++;
+            *used = i + 1;
+            return H1_DONE;
+        default:
+            return fail(detail, "request head scanned past its end", 400);
+        }
+        /* The limit covers the request line and the header section, as
+         * CloudFront's does; empty lines before them are bounded apart. */
+        if (++s->head_len - 2u * s->empty_lines > lim->max_header_size)
+            return fail(detail, "request head too large", 431);
+    }
+    *used = i;
+    return H1_MORE;
+}
+
+static int hexval(unsigned char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+/* Trailer fields a peer could take for framing or routing of the message. */
+static int forbidden_trailer(const h1_scan *s)
+{
+    static const char *const names[] = {"Content-Length", "Transfer-Encoding", "Host", "Connection",
+                                        "Upgrade",        "Trailer",           "TE",   "Keep-Alive",
+                                        "Expect"};
+    if (s->name_len >= sizeof s->name) return 0; /* longer than any of them */
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strlen(names[i]) == s->name_len && strncasecmp(names[i], s->name, s->name_len) == 0)
+            return 1;
+    return 0;
+}
+
+int h1_scan_chunked(h1_scan *s, const h1_limits *lim, const char *p, size_t n, size_t *used,
+                    const char **detail)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char ch = (unsigned char)p[i];
+        switch (s->state) {
+        case C_SIZE_FIRST:
+        case C_SIZE: {
+            int v = hexval(ch);
+            if (v >= 0) {
+                if (++s->size_digits > 16 || s->chunk_left > (UINT64_MAX >> 4))
+                    return fail(detail, "chunk size too large", 400);
+                s->chunk_left = (s->chunk_left << 4) | (uint64_t)v;
+                s->state = C_SIZE;
+                break;
+            }
+            if (s->state == C_SIZE_FIRST) return fail(detail, "malformed chunk size", 400);
+            if (ch == ';') {
+                s->state = C_EXT;
+                s->section_bytes = 0;
+            } else if (ch == '\r') {
+                s->state = C_SIZE_LF;
+            } else {
+                return fail(detail, "malformed chunk size", 400);
+            }
+            break;
+        }
+        case C_EXT:
+            if (ch == '\r') {
+                s->state = C_SIZE_LF;
+                break;
+            }
+            if (!value_byte(ch)) return fail(detail, "control byte in chunk extension", 400);
+            if (section_byte(s, lim)) return fail(detail, "chunk extension too large", 400);
+            break;
+        case C_SIZE_LF:
+            if (ch != '\n') return fail(detail, "bare CR in chunk size line", 400);
+            s->size_digits = 0;
+            if (s->chunk_left == 0) {
+                s->state = C_TLINE;
+                s->section_bytes = 0;
+                s->fields = 0;
+            } else {
+                s->state = C_DATA;
+            }
+            break;
+        case C_DATA: {
+            size_t take = n - i;
+            if (take > s->chunk_left) take = (size_t)s->chunk_left;
+            s->chunk_left -= take;
+            i += take;
+            if (s->chunk_left == 0) s->state = C_DATA_CR;
+            continue;
+        }
+        case C_DATA_CR:
+            if (ch != '\r') return fail(detail, "chunk data longer than its size", 400);
+            s->state = C_DATA_LF;
+            break;
+        case C_DATA_LF:
+            if (ch != '\n') return fail(detail, "bare CR after chunk data", 400);
+            s->state = C_SIZE_FIRST;
+            break;
+        case C_TLINE:
+            if (ch == '\r') {
+                s->state = C_END_LF;
+                break;
+            }
+            if (!tchar[ch]) return fail(detail, "malformed trailer field", 400);
+            if (++s->fields > lim->max_headers) return fail(detail, "too many trailer fields", 431);
+            s->state = C_TNAME;
+            s->name_len = 0;
+            /* fall through */
+        case C_TNAME:
+            if (section_byte(s, lim)) return fail(detail, "trailer section too large", 431);
+            if (ch == ':') {
+                if (forbidden_trailer(s)) return fail(detail, "framing field in trailers", 400);
+                s->state = C_TVALUE;
+                break;
+            }
+            if (!tchar[ch]) return fail(detail, "invalid byte in trailer name", 400);
+            if (s->name_len < sizeof s->name) s->name[s->name_len++] = (char)ch;
+            break;
+        case C_TVALUE:
+            if (section_byte(s, lim)) return fail(detail, "trailer section too large", 431);
+            if (ch == '\r') {
+                s->state = C_TVALUE_LF;
+                break;
+            }
+            if (!value_byte(ch)) return fail(detail, "control byte in trailer value", 400);
+            break;
+        case C_TVALUE_LF:
+            if (section_byte(s, lim)) return fail(detail, "trailer section too large", 431);
+            if (ch != '\n') return fail(detail, "bare CR in trailer value", 400);
+            s->state = C_TLINE;
+            break;
+        case C_END_LF:
+            if (ch != '\n') return fail(detail, "bare CR ending the trailers", 400);
+            s->state = C_DONE;
+            *used = i + 1;
+            return H1_DONE;
+        default:
+            return fail(detail, "chunked body scanned past its end", 400);
+        }
+        i++;
+    }
+    *used = i;
+    return H1_MORE;
+}
