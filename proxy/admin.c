@@ -94,14 +94,16 @@ static void handle_stats(sh_admin *a, struct evhttp_request *req)
         evbuffer_add_printf(b, "%s\"%s\": %llu", c ? ", " : "", sh_counter_name((sh_counter)c),
                             (unsigned long long)n);
     }
-    uint64_t hs = 0, hsf = 0;
+    uint64_t hs = 0, hsf = 0, fd = 0;
     for (size_t i = 0; i < a->nworkers; i++) {
         if (!a->workers[i]) continue;
         hs += __atomic_load_n(&a->workers[i]->stats.tls_handshakes, __ATOMIC_RELAXED);
         hsf += __atomic_load_n(&a->workers[i]->stats.tls_handshake_failures, __ATOMIC_RELAXED);
+        fd += __atomic_load_n(&a->workers[i]->stats.framing_disagreements, __ATOMIC_RELAXED);
     }
     evbuffer_add_printf(b, "}, \"tls\": {\"handshakes\": %llu, \"handshake_failures\": %llu}",
                         (unsigned long long)hs, (unsigned long long)hsf);
+    evbuffer_add_printf(b, ", \"framing_disagreements\": %llu", (unsigned long long)fd);
     sh_prefetch_progress pf;
     int have_pf = sh_prefetch_get(a->prefetch, &pf) == 0;
     evbuffer_add_printf(b, ", \"prefetch\": ");

@@ -124,7 +124,8 @@ static void render_metrics(const sh_metrics_src *src, struct evbuffer *b)
     uint64_t req[6][SH_RES_COUNT] = {{0}};
     uint64_t sent = 0, recvd = 0, cacheable = 0, hits = 0, cbytes = 0, hbytes = 0, aborted = 0;
     uint64_t oerr[SH_OERR_COUNT] = {0};
-    uint64_t accepted = 0, rejected = 0, open = 0, hs = 0, hsf = 0, edge[SH_CNT_COUNT] = {0};
+    uint64_t accepted = 0, rejected = 0, open = 0, hs = 0, hsf = 0, fd = 0,
+             edge[SH_CNT_COUNT] = {0};
     sh_metrics_hist origin = {{0}, 0}, ttfb = {{0}, 0};
 
     for (size_t i = 0; i < src->nworkers; i++) {
@@ -136,6 +137,7 @@ static void render_metrics(const sh_metrics_src *src, struct evbuffer *b)
         open += LD(w->nconns);
         hs += LD(w->stats.tls_handshakes);
         hsf += LD(w->stats.tls_handshake_failures);
+        fd += LD(w->stats.framing_disagreements);
         for (int c = 0; c < SH_CNT_COUNT; c++)
             edge[c] += LD(w->stats.edge[c]);
         if (!m) continue;
@@ -254,6 +256,9 @@ static void render_metrics(const sh_metrics_src *src, struct evbuffer *b)
     scalar(b, "shield_tls_handshakes_total", "counter", "TLS handshakes completed.", hs);
     scalar(b, "shield_tls_handshake_failures_total", "counter",
            "TLS handshakes that failed or were abandoned.", hsf);
+    scalar(b, "shield_framing_disagreements_total", "counter",
+           "Requests the framing scanner and llhttp framed differently (refused; always a bug).",
+           fd);
     family(b, "shield_edge_events_total", "counter",
            "Edge decisions: rejections (rate_limited, geo_blocked, auth_failed, waf_blocked, "
            "https_only_refused), redirects, CORS preflights, compressed responses.");

@@ -916,6 +916,15 @@ static void conn_parse(sh_conn *c)
     c->in_parse = 1;
     while (c->state == CONN_IDLE || c->state == CONN_HEAD || c->state == CONN_BODY) {
         if (evbuffer_get_length(in) == 0) break;
+        if (c->state == CONN_IDLE &&
+            evbuffer_get_length(bufferevent_get_output(c->bev)) >= OUT_HIGH) {
+            /* A viewer that pipelines without reading would have every
+             * answer queued here: the next request waits until the output
+             * drains (conn_write_cb), and so does reading. */
+            c->read_paused = 1;
+            bufferevent_disable(c->bev, EV_READ);
+            break;
+        }
         if (c->state == CONN_IDLE) {
             conn_set_state(c, CONN_HEAD);
             timer_arm(c, c->w->cfg->timeouts.header_ms);
@@ -1034,6 +1043,12 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
     }
     if (c->obj) {
         conn_serve_writable(c);
+        return;
+    }
+    if (c->read_paused && left < OUT_LOW) {
+        c->read_paused = 0;
+        bufferevent_enable(c->bev, EV_READ);
+        conn_parse(c);
         return;
     }
     if (c->origin_paused && left < OUT_LOW && c->fetch) {

@@ -81,6 +81,7 @@ typedef struct sh_conn {
     int fin;                  /* half-close: 0 not yet, 1 waiting for the wire to drain, 2 sent */
     int aborted;              /* conn_abort(): reset, no close_notify */
     int write_parked;         /* everything written directly, EV_WRITE off (conn_flush_now) */
+    int read_paused;          /* pipelined requests wait for the output to drain */
     unsigned nrequests;
     size_t linger_bytes;
 

@@ -194,9 +194,10 @@ int h1_scan_head(h1_scan *s, const h1_limits *lim, const char *p, size_t n, size
         default:
             return fail(detail, "request head scanned past its end", 400);
         }
-        /* The limit covers the request line and the header section, as
-         * CloudFront's does; empty lines before them are bounded apart. */
-        if (++s->head_len - 2u * s->empty_lines > lim->max_header_size)
+        /* The limit covers the request line and the fields, as CloudFront's
+         * does; empty lines before them are bounded apart, and the CRLF that
+         * ends the head is not counted. */
+        if (++s->head_len - 2u * s->empty_lines > lim->max_header_size && s->state != S_END_LF)
             return fail(detail, "request head too large", 431);
     }
     *used = i;

@@ -135,6 +135,7 @@ def test_promtool_accepts_metrics_after_mixed_traffic(sh, o, tmp_path):
                 'shield_collapsed_requests_total', 'shield_cache_objects', 'shield_cache_bytes',
                 'shield_cache_evictions_total', 'shield_open_connections',
                 'shield_tls_handshakes_total', 'shield_tls_handshake_failures_total',
+                'shield_framing_disagreements_total',
                 'shield_edge_events_total', 'shield_access_log_dropped_total',
                 'shield_alarm_firing'):
         assert any(n == fam for n, _ in after), f'{fam} missing'
