@@ -200,7 +200,7 @@ static int on_message_begin(llhttp_t *p)
     c->last_cb = 0;
     c->header_bytes = 0;
     c->msg_done = c->has_body = c->expect_continue = 0;
-    c->head_done = c->chunked_in = c->chunk_done = 0;
+    c->head_done = c->chunked_in = 0;
     return 0;
 }
 

@@ -116,7 +116,6 @@ typedef struct sh_conn {
     uint64_t head_fed; /* bytes of the head given to llhttp */
     int head_done;     /* llhttp reported the head: hbuf is frozen, trailers are skipped */
     int chunked_in;    /* the body is chunked: the scanner frames it too */
-    int chunk_done;    /* the scanner saw the end of the chunked body */
     /* serving from the cache (serve.c) */
     cache_obj *obj;      /* the object being sent, or NULL */
     cache_waiter waiter; /* registered while obj is filling */
