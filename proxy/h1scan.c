@@ -9,20 +9,21 @@
 #include <strings.h>
 
 enum {
-    /* the head */
+    /* the request line */
     S_START,    /* before the request line: a method byte or an empty line */
     S_START_LF, /* CR of an empty line seen */
     S_METHOD,
     S_TARGET,
     S_VERSION, /* "HTTP/d.d", pos = index */
     S_RL_LF,   /* CR after the version seen */
-    S_LINE,    /* start of a field line, or of the empty line ending the head */
-    S_NAME,
-    S_VALUE,
-    S_VALUE_LF,
-    S_END_LF,
-    S_DONE,
-    /* a chunked body */
+    /* a field section: the head's fields, or the trailers */
+    F_LINE, /* start of a field line, or of the empty line ending the section */
+    F_NAME,
+    F_VALUE,
+    F_VALUE_LF,
+    F_END_LF,
+    F_DONE,
+    /* a chunked body before its trailers */
     C_SIZE_FIRST,
     C_SIZE,
     C_EXT,
@@ -30,12 +31,6 @@ enum {
     C_DATA,
     C_DATA_CR,
     C_DATA_LF,
-    C_TLINE,
-    C_TNAME,
-    C_TVALUE,
-    C_TVALUE_LF,
-    C_END_LF,
-    C_DONE,
 };
 
 /* RFC 9110 §5.6.2 tchar, as a table: this runs on every byte of every head. */
@@ -67,6 +62,7 @@ void h1_scan_init(h1_scan *s)
 void h1_scan_chunked_init(h1_scan *s)
 {
     s->state = C_SIZE_FIRST;
+    s->trailers = 0;
     s->size_digits = 0;
     s->chunk_left = 0;
     s->section_bytes = 0;
@@ -80,10 +76,76 @@ static int fail(const char **detail, const char *why, int status)
     return status;
 }
 
-/* One more byte of a header or trailer section against its limits. */
-static int section_byte(h1_scan *s, const h1_limits *lim)
+/* Trailer fields a peer could take for framing or routing of the message. */
+static int forbidden_trailer(const h1_scan *s)
 {
-    return ++s->section_bytes > lim->max_header_size;
+    static const char *const names[] = {"Content-Length", "Transfer-Encoding", "Host", "Connection",
+                                        "Upgrade",        "Trailer",           "TE",   "Keep-Alive",
+                                        "Expect"};
+    if (s->name_len >= sizeof s->name) return 0; /* longer than any of them */
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strlen(names[i]) == s->name_len && strncasecmp(names[i], s->name, s->name_len) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * One byte of a field section: the head's fields (after the request line) or
+ * the trailers. Both obey the same line rules and limits; the bytes count
+ * against max_header_size except the CRLF that ends the section. H1_MORE,
+ * H1_DONE after that CRLF, or a status.
+ */
+static int field_byte(h1_scan *s, const h1_limits *lim, unsigned char ch, const char **detail)
+{
+    switch (s->state) {
+    case F_LINE:
+        if (ch == '\r') {
+            s->state = F_END_LF;
+            return H1_MORE;
+        }
+        if (!tchar[ch])
+            return fail(detail,
+                        ch == ' ' || ch == '\t' ? "obs-fold or whitespace before a field"
+                                                : "invalid byte in a field name",
+                        400);
+        if (++s->fields > lim->max_headers)
+            return fail(detail, s->trailers ? "too many trailer fields" : "too many header fields",
+                        431);
+        s->state = F_NAME;
+        s->name_len = 0;
+        /* fall through */
+    case F_NAME:
+        if (ch == ':') {
+            if (s->trailers && forbidden_trailer(s))
+                return fail(detail, "framing field in trailers", 400);
+            s->state = F_VALUE;
+            break;
+        }
+        if (!tchar[ch]) return fail(detail, "invalid byte in a field name", 400);
+        if (s->name_len < sizeof s->name) s->name[s->name_len++] = (char)ch;
+        break;
+    case F_VALUE:
+        if (ch == '\r') {
+            s->state = F_VALUE_LF;
+            break;
+        }
+        if (!value_byte(ch)) return fail(detail, "control byte in a field value", 400);
+        break;
+    case F_VALUE_LF:
+        if (ch != '\n') return fail(detail, "bare CR in a field value", 400);
+        s->state = F_LINE;
+        break;
+    case F_END_LF:
+        if (ch != '\n') return fail(detail, "bare CR ending a field section", 400);
+        s->state = F_DONE;
+        return H1_DONE;
+    default:
+        return fail(detail, "scanned past the end of the message", 400);
+    }
+    if (++s->section_bytes > lim->max_header_size)
+        return fail(detail, s->trailers ? "trailer section too large" : "request head too large",
+                    431);
+    return H1_MORE;
 }
 
 int h1_scan_head(h1_scan *s, const h1_limits *lim, const char *p, size_t n, size_t *used,
@@ -151,78 +213,36 @@ int h1_scan_head(h1_scan *s, const h1_limits *lim, const char *p, size_t n, size
             if (ch != '\n') return fail(detail, "malformed request line", 400);
             if (s->version != 10 && s->version != 11)
                 return fail(detail, "unsupported HTTP version", 505);
-            s->state = S_LINE;
+            s->state = F_LINE;
             s->fields = 0;
             break;
-        case S_LINE:
-            if (ch == '\r') {
-                s->state = S_END_LF;
-                break;
-            }
-            if (!tchar[ch])
-                return fail(detail,
-                            ch == ' ' || ch == '\t' ? "obs-fold or whitespace before a field"
-                                                    : "invalid byte in header name",
-                            400);
-            if (++s->fields > lim->max_headers) return fail(detail, "too many header fields", 431);
-            s->state = S_NAME;
-            /* fall through */
-        case S_NAME:
-            if (ch == ':') {
-                s->state = S_VALUE;
-                break;
-            }
-            if (!tchar[ch]) return fail(detail, "invalid byte in header name", 400);
-            break;
-        case S_VALUE:
-            if (ch == '\r') {
-                s->state = S_VALUE_LF;
-                break;
-            }
-            if (!value_byte(ch)) return fail(detail, "control byte in header value", 400);
-            break;
-        case S_VALUE_LF:
-            if (ch != '\n') return fail(detail, "bare CR in header value", 400);
-            s->state = S_LINE;
-            break;
-        case S_END_LF:
-            if (ch != '\n') return fail(detail, "bare CR ending the head", 400);
-            s->state = S_DONE;
+        default: { /* the fields, counted by field_byte() */
+            int rc = field_byte(s, lim, ch, detail);
             s->head_len++;
-            *used = i + 1;
-            return H1_DONE;
-        default:
-            return fail(detail, "request head scanned past its end", 400);
+            if (rc == H1_DONE) {
+                *used = i + 1;
+                return H1_DONE;
+            }
+            if (rc != H1_MORE) return rc;
+            continue;
         }
-        /* The limit covers the request line and the fields, as CloudFront's
-         * does; empty lines before them are bounded apart, and the CRLF that
-         * ends the head is not counted. */
-        if (++s->head_len - 2u * s->empty_lines > lim->max_header_size && s->state != S_END_LF)
+        }
+        s->head_len++;
+        /* The limit covers the request line (up to its LF, after which the
+         * state is F_LINE) and the fields, as CloudFront's does; empty lines
+         * before them are bounded apart. */
+        if (s->state >= S_METHOD && s->state <= F_LINE && ++s->section_bytes > lim->max_header_size)
             return fail(detail, "request head too large", 431);
     }
     *used = i;
     return H1_MORE;
 }
-
 static int hexval(unsigned char ch)
 {
     if (ch >= '0' && ch <= '9') return ch - '0';
     if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
     if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
     return -1;
-}
-
-/* Trailer fields a peer could take for framing or routing of the message. */
-static int forbidden_trailer(const h1_scan *s)
-{
-    static const char *const names[] = {"Content-Length", "Transfer-Encoding", "Host", "Connection",
-                                        "Upgrade",        "Trailer",           "TE",   "Keep-Alive",
-                                        "Expect"};
-    if (s->name_len >= sizeof s->name) return 0; /* longer than any of them */
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strlen(names[i]) == s->name_len && strncasecmp(names[i], s->name, s->name_len) == 0)
-            return 1;
-    return 0;
 }
 
 int h1_scan_chunked(h1_scan *s, const h1_limits *lim, const char *p, size_t n, size_t *used,
@@ -259,13 +279,15 @@ int h1_scan_chunked(h1_scan *s, const h1_limits *lim, const char *p, size_t n, s
                 break;
             }
             if (!value_byte(ch)) return fail(detail, "control byte in chunk extension", 400);
-            if (section_byte(s, lim)) return fail(detail, "chunk extension too large", 400);
+            if (++s->section_bytes > lim->max_header_size)
+                return fail(detail, "chunk extension too large", 400);
             break;
         case C_SIZE_LF:
             if (ch != '\n') return fail(detail, "bare CR in chunk size line", 400);
             s->size_digits = 0;
             if (s->chunk_left == 0) {
-                s->state = C_TLINE;
+                s->state = F_LINE;
+                s->trailers = 1;
                 s->section_bytes = 0;
                 s->fields = 0;
             } else {
@@ -288,46 +310,15 @@ int h1_scan_chunked(h1_scan *s, const h1_limits *lim, const char *p, size_t n, s
             if (ch != '\n') return fail(detail, "bare CR after chunk data", 400);
             s->state = C_SIZE_FIRST;
             break;
-        case C_TLINE:
-            if (ch == '\r') {
-                s->state = C_END_LF;
-                break;
+        default: {
+            int rc = field_byte(s, lim, ch, detail);
+            if (rc == H1_DONE) {
+                *used = i + 1;
+                return H1_DONE;
             }
-            if (!tchar[ch]) return fail(detail, "malformed trailer field", 400);
-            if (++s->fields > lim->max_headers) return fail(detail, "too many trailer fields", 431);
-            s->state = C_TNAME;
-            s->name_len = 0;
-            /* fall through */
-        case C_TNAME:
-            if (section_byte(s, lim)) return fail(detail, "trailer section too large", 431);
-            if (ch == ':') {
-                if (forbidden_trailer(s)) return fail(detail, "framing field in trailers", 400);
-                s->state = C_TVALUE;
-                break;
-            }
-            if (!tchar[ch]) return fail(detail, "invalid byte in trailer name", 400);
-            if (s->name_len < sizeof s->name) s->name[s->name_len++] = (char)ch;
+            if (rc != H1_MORE) return rc;
             break;
-        case C_TVALUE:
-            if (section_byte(s, lim)) return fail(detail, "trailer section too large", 431);
-            if (ch == '\r') {
-                s->state = C_TVALUE_LF;
-                break;
-            }
-            if (!value_byte(ch)) return fail(detail, "control byte in trailer value", 400);
-            break;
-        case C_TVALUE_LF:
-            if (section_byte(s, lim)) return fail(detail, "trailer section too large", 431);
-            if (ch != '\n') return fail(detail, "bare CR in trailer value", 400);
-            s->state = C_TLINE;
-            break;
-        case C_END_LF:
-            if (ch != '\n') return fail(detail, "bare CR ending the trailers", 400);
-            s->state = C_DONE;
-            *used = i + 1;
-            return H1_DONE;
-        default:
-            return fail(detail, "chunked body scanned past its end", 400);
+        }
         }
         i++;
     }

@@ -37,6 +37,7 @@ typedef struct h1_scan {
     uint8_t name_len;    /* bytes of the current field name kept in name[] */
     uint8_t version;     /* 10 or 11 once the request line is complete */
     uint8_t size_digits; /* hex digits of the current chunk size */
+    uint8_t trailers;    /* the field section being scanned is the trailers */
     char method[8];      /* the method's first bytes (NUL-terminated when it fits) */
     uint8_t method_len;  /* saturates at 255 */
     char name[24];       /* the current trailer field name (prefix), for the framing check */
