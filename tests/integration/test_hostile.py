@@ -8,6 +8,8 @@ fixture stops it), and never let the origin read a request differently.
 
 import json
 import select
+import ssl
+import subprocess
 import threading
 import time
 
@@ -390,3 +392,74 @@ def test_pipelining_without_reading_is_bounded(sh, module_origin):
     sh.assert_alive()
     if not SAN:
         assert grown < 12 * 1024, f'RSS grew by {grown} KiB while the viewer did not read'
+
+
+# ---- the same sequences over TLS (the decrypted bytes arrive in other pieces) --------
+
+@pytest.fixture(scope='module')
+def tls_sh(module_shield, module_origin, tmp_path_factory):
+    d = tmp_path_factory.mktemp('hostile-tls')
+    crt, key = d / 'c.crt', d / 'c.key'
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
+                    'ec_paramgen_curve:P-256', '-nodes', '-keyout', str(key), '-out', str(crt),
+                    '-days', '2', '-subj', '/CN=x'], check=True, capture_output=True)
+    port = free_port()
+    s = module_shield([http_origin('o', module_origin)],
+                      [behavior('/rw/*', 'o', allowed_methods=ALL_METHODS,
+                                forward_headers=['X-Keep']),
+                       behavior('*', 'o')],
+                      port=port, listen=[{'address': f'127.0.0.1:{port}', 'tls': True}],
+                      tls={'certificates': [{'cert': str(crt), 'key': str(key)}]},
+                      limits={'max_body_size': '1K'}, cache={'enabled': False})
+    return s
+
+
+def tls_conn(port):
+    c = Conn(port, timeout=5)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    c.sock = ctx.wrap_socket(c.sock, server_hostname='x')
+    return c
+
+
+def test_tls_upgrade_then_request(tls_sh, module_origin):
+    """The Upgrade crash, over TLS: served plainly, then the next request in a second
+    record."""
+    with tls_conn(tls_sh.port) as c:
+        c.send(UPGRADE_WS)
+        assert c.read_response().status == 200
+        c.send(PLAIN)
+        r = c.read_response()
+        assert r is not None and r.status == 200 and r.body == b'origin:/', r
+    tls_sh.assert_alive()
+
+
+@pytest.mark.parametrize('case', TRAILER_CASES[:3], ids=[t[0] for t in TRAILER_CASES[:3]])
+def test_tls_trailers_in_many_records(tls_sh, module_origin, case):
+    """Trailers over TLS, one small record at a time: the request stays intact."""
+    _, method, trailers = case
+    data = (method + b' /rw/tls-trailers HTTP/1.1\r\nHost: x\r\nX-Keep: k\r\n'
+            b'Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n' + trailers + b'\r\n')
+    n0 = module_origin.count()
+    with tls_conn(tls_sh.port) as c:
+        for i in range(0, len(data), 61):
+            c.send(data[i:i + 61])
+        c.send(CANARY)
+        r1, r2 = c.read_response(method=method.decode()), c.read_response()
+        assert (r1.status, r2.body) == (200, b'origin:/canary'), (r1, r2)
+    reqs = module_origin.requests[n0:]
+    assert [q.path for q in reqs] == ['/rw/tls-trailers', '/canary'], reqs
+    assert reqs[0].body == b'hello' and reqs[0].header('x-keep') == 'k'
+
+
+@pytest.mark.parametrize('case', DIFF_CASES, ids=[c[0] for c in DIFF_CASES])
+def test_tls_differential_rejected(tls_sh, module_origin, case):
+    """Every parser differential, over TLS: 400, closed, the origin untouched."""
+    n0 = module_origin.snapshot()
+    with tls_conn(tls_sh.port) as c:
+        c.send(case[1] + CANARY)
+        r = c.read_response()
+        assert r is not None and r.status == 400, r
+        assert c.closed_within(3), 'connection left open'
+    assert module_origin.snapshot() == n0, 'origin contacted'
