@@ -53,7 +53,8 @@ FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
 FUZZ_BIN  := $(FUZZ_NAMES:%=$(BUILD)/fuzz/replay_%)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps test unit integration asan run soak clean format check-format fuzz-replay fuzz
+.PHONY: all deps test unit integration asan run soak clean format check-format fuzz-replay fuzz \
+        fuzz-diff
 all: $(BUILD)/shield $(BUILD)/shieldctl
 
 $(BUILD)/shield: $(OBJ_DIR)/proxy/main.o $(LIB_OBJ) $(LLHTTP_OBJ)
@@ -133,6 +134,15 @@ fuzz:
 	    echo "== fuzzing $$n for $(FUZZ_SECONDS) s"; \
 	    build/libfuzzer/fuzz/lf_$$n -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
 	        build/fuzz-run/$$n tests/fuzz/corpus/$$n; done
+	$(MAKE) fuzz-diff
+
+# The differential check (Shield vs h11 on generated requests) at length: 50,000
+# cases, a new seed each run (SHIELD_DIFF_SEED replays one), on the ASan/UBSan build.
+fuzz-diff:
+	$(MAKE) BUILD=build/asan SAN=1 all
+	SHIELD_DIFF_CASES=$${SHIELD_DIFF_CASES:-50000} SHIELD_SAN=1 \
+	    SHIELD_BIN=$(abspath build/asan/shield) \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration/test_differential.py
 
 $(BUILD)/fuzz/lf_%: tests/fuzz/fuzz_%.c $$(call fuzz_lib,$$*) $(LLHTTP_OBJ)
 	@mkdir -p $(dir $@)
