@@ -140,7 +140,7 @@ fuzz:
 # cases, a new seed each run (SHIELD_DIFF_SEED replays one), on the ASan/UBSan build.
 fuzz-diff:
 	$(MAKE) BUILD=build/asan SAN=1 all
-	SHIELD_DIFF_CASES=$${SHIELD_DIFF_CASES:-50000} SHIELD_SAN=1 \
+	SHIELD_DIFF_CASES=$${SHIELD_DIFF_CASES:-50000} SHIELD_DIFF_SEED=$${SHIELD_DIFF_SEED:-random} SHIELD_SAN=1 \
 	    SHIELD_BIN=$(abspath build/asan/shield) \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration/test_differential.py
 

@@ -480,6 +480,11 @@ static void conn_salvage_line(sh_conn *c, sh_req *r)
     size_t n = avail < c->w->cfg->limits.max_url + 32 ? avail : c->w->cfg->limits.max_url + 32;
     const char *l = n ? (const char *)evbuffer_pullup(in, (ev_ssize_t)n) : NULL;
     if (!l) return;
+    /* Empty lines before the request line (a HEAD's error answer must know
+     * it is one, or it would carry a body). */
+    while (n && (*l == '\r' || *l == '\n'))
+        l++, n--;
+    if (!n) return;
     const char *sp = memchr(l, ' ', n);
     if (!sp) return;
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
@@ -549,7 +554,9 @@ static int on_headers_complete(llhttp_t *p)
     r->http_minor = p->http_minor;
     r->start_us = sh_now_us();
     conn_fill_peer(c, r);
-    c->keepalive = llhttp_should_keep_alive(p);
+    /* llhttp looks only for keep-alive in HTTP/1.0; close wins over it
+     * (RFC 9112 §9.6), or the bytes after this request would be read as one. */
+    c->keepalive = llhttp_should_keep_alive(p) && !(p->flags & F_CONNECTION_CLOSE);
     /* Shield never switches protocols: an Upgrade request is served as a
      * plain one (Upgrade and Connection are hop-by-hop, never forwarded),
      * and llhttp must not hand the bytes after it over as a tunnel. CONNECT,
@@ -939,28 +946,30 @@ static void conn_parse(sh_conn *c)
         }
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
-        const char *data = v.iov_base;
-        size_t len = v.iov_len;
-        int ends = 0; /* the scanner says the head or the chunked body ends with data[len - 1] */
+        const char *data = v.iov_base; /* what llhttp reads: the input, */
+        size_t len = v.iov_len, raw;   /* len of it, standing for raw input bytes */
+        char plain[8192];              /* or a chunked body without its extensions */
+        int ends = 0; /* the scanner says the head or the chunked body ends with this piece */
         if (c->state == CONN_HEAD) {
             uint64_t left = c->scan.head_len - c->head_fed;
             if (len >= left) {
                 len = (size_t)left;
                 ends = 1;
             }
+            raw = len;
         } else if (c->chunked_in) {
             h1_limits lim = conn_limits(c);
-            size_t upto = 0;
             const char *why = NULL;
-            int st = h1_scan_chunked(&c->scan, &lim, data, len, &upto, &why);
+            raw = len < sizeof plain ? len : sizeof plain;
+            int st = h1_scan_chunked(&c->scan, &lim, data, raw, &raw, &why, plain, &len);
             if (st > 0) {
                 conn_reject(c, st, why);
                 break;
             }
-            if (st == H1_DONE) {
-                len = upto;
-                ends = 1;
-            }
+            ends = st == H1_DONE;
+            data = plain;
+        } else {
+            raw = len;
         }
         c->err_status = 0;
         c->err_detail = NULL;
@@ -970,6 +979,9 @@ static void conn_parse(sh_conn *c)
             const char *pos = llhttp_get_error_pos(&c->parser);
             used = pos && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
         }
+        /* Only llhttp's stop at the very end of a scanned piece is an agreement;
+         * anything else is refused below, so the raw piece goes either way. */
+        if (data == plain) used = used == len ? raw : 0;
         evbuffer_drain(in, used);
         c->req.bytes_received += used;
         if (c->state == CONN_HEAD) c->head_fed += used;
@@ -982,7 +994,7 @@ static void conn_parse(sh_conn *c)
             continue;
         }
         if (e == HPE_PAUSED) {
-            int exact = ends && used == len;
+            int exact = ends && used == raw;
             if (c->state == CONN_BODY) {
                 if (c->chunked_in && !exact) {
                     conn_disagree(c, "end of a chunked body");

@@ -191,7 +191,10 @@ int h1_scan_head(h1_scan *s, const h1_limits *lim, const char *p, size_t n, size
                 s->pos = 0;
                 break;
             }
-            if (ch <= ' ' || ch == 0x7f) return fail(detail, "malformed request target", 400);
+            /* RFC 9112 §3.2: the target is ASCII. Raw bytes >= 0x80 would reach
+             * the cache key as they are but the origin percent-encoded (the
+             * origin client escapes them in the path): refused, not guessed. */
+            if (ch <= ' ' || ch >= 0x7f) return fail(detail, "malformed request target", 400);
             if (++s->target_len > lim->max_url) return fail(detail, "URL too long", 414);
             break;
         case S_VERSION:
@@ -246,11 +249,23 @@ static int hexval(unsigned char ch)
 }
 
 int h1_scan_chunked(h1_scan *s, const h1_limits *lim, const char *p, size_t n, size_t *used,
-                    const char **detail)
+                    const char **detail, char *out, size_t *outlen)
 {
-    size_t i = 0;
+    size_t i = 0, o = 0;
+    if (outlen) *outlen = 0;
     while (i < n) {
         unsigned char ch = (unsigned char)p[i];
+        /* Everything but chunk extensions (';' up to the CR) is copied out. */
+        if (out && !(s->state == C_EXT && ch != '\r') && !(s->state == C_SIZE && ch == ';')) {
+            if (s->state == C_DATA) {
+                size_t take = n - i < s->chunk_left ? n - i : (size_t)s->chunk_left;
+                memcpy(out + o, p + i, take);
+                o += take;
+            } else {
+                out[o++] = (char)ch;
+            }
+            *outlen = o;
+        }
         switch (s->state) {
         case C_SIZE_FIRST:
         case C_SIZE: {

@@ -71,8 +71,12 @@ void h1_scan_chunked_init(h1_scan *s);
  * final CRLF. Trailer fields that carry framing or routing (Content-Length,
  * Transfer-Encoding, Host...) are refused: a peer merging trailers into the
  * head would be confused by them.
+ *
+ * With out (room for n bytes), the scanned bytes minus chunk extensions are
+ * copied there (*outlen of them): the same body framed without the one part
+ * of the grammar llhttp 8.1 misreads (it refuses ";a=1;b=2", a valid list).
  */
 int h1_scan_chunked(h1_scan *s, const h1_limits *lim, const char *p, size_t n, size_t *used,
-                    const char **detail);
+                    const char **detail, char *out, size_t *outlen);
 
 #endif

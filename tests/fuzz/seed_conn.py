@@ -43,6 +43,12 @@ VALID = [
     ('query', b'GET /q/a?x=1&y=2 HTTP/1.1\r\nHost: x\r\nCookie: a=b\r\n\r\n'),
     ('many', b''.join(b'GET /m%d HTTP/1.1\r\nHost: x\r\n\r\n' % i for i in range(8))),
     ('absolute', b'GET http://x/h HTTP/1.1\r\nHost: x\r\n\r\n'),
+    # what the differential check against h11 found
+    ('chunk_ext_list', b'POST /rw/p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n'
+                       b'5;a=1;b=2\r\nhello\r\n0;a=1;b\r\n\r\n'),
+    ('http10_keepalive_close', b'GET /k HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n'),
+    ('obs_text_target', b'GET /y\x80 HTTP/1.1\r\nHost: x\r\n\r\nGET /q?\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n'),
+    ('head_error_after_crlf', b'\r\nHEAD /a HTTP/1.2\r\nHost: x\r\n\r\n'),
 ]
 
 

@@ -463,3 +463,13 @@ def test_tls_differential_rejected(tls_sh, module_origin, case):
         assert r is not None and r.status == 400, r
         assert c.closed_within(3), 'connection left open'
     assert module_origin.snapshot() == n0, 'origin contacted'
+
+
+def test_head_error_after_empty_lines_has_no_body(sh, module_origin):
+    """Regression: a HEAD refused before llhttp read it, after empty lines, got an error
+    page with a body (the method was not recognised behind the CRLF)."""
+    with Conn(sh.port, timeout=5) as c:
+        c.send(b'\r\nHEAD /a HTTP/1.2\r\nHost: x\r\n\r\n')
+        r = c.read_response(method='HEAD')
+        assert r is not None and r.status == 505, r
+        assert c.closed_within(3), f'bytes after the HEAD answer: {bytes(c.buf[:80])!r}'

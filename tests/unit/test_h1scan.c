@@ -33,7 +33,7 @@ static verdict scan(const char *s, size_t n, size_t step, int chunked)
     while (off < n) {
         size_t k = step && step < n - off ? step : n - off, used = 99999;
         const char *why = NULL;
-        int rc = chunked ? h1_scan_chunked(&sc, &lim, s + off, k, &used, &why)
+        int rc = chunked ? h1_scan_chunked(&sc, &lim, s + off, k, &used, &why, NULL, NULL)
                          : h1_scan_head(&sc, &lim, s + off, k, &used, &why);
         if (rc > 0) {
             assert_non_null(why);
@@ -210,6 +210,36 @@ static void test_trailers(void **state)
     assert_int_equal(body(buf), 431);
 }
 
+/* The copy without extensions, however the body is split. */
+static void test_chunked_copy_drops_extensions(void **state)
+{
+    (void)state;
+    const char *in = "5;a=1;b=2\r\nhello\r\nA;q=\"x y\"\r\n0123456789\r\n0;z\r\nT: v\r\n\r\nNEXT";
+    const char *want = "5\r\nhello\r\nA\r\n0123456789\r\n0\r\nT: v\r\n\r\n";
+    size_t n = strlen(in);
+    for (size_t step = 1; step <= n; step++) {
+        h1_scan sc;
+        h1_scan_init(&sc);
+        h1_scan_chunked_init(&sc);
+        char out[128], piece[128];
+        size_t o = 0, off = 0;
+        int rc = H1_MORE;
+        while (off < n && rc == H1_MORE) {
+            size_t k = step < n - off ? step : n - off, used = 0, got = 99;
+            const char *why = NULL;
+            rc = h1_scan_chunked(&sc, &lim, in + off, k, &used, &why, piece, &got);
+            assert_true(got <= used);
+            memcpy(out + o, piece, got);
+            o += got;
+            off += used;
+        }
+        assert_int_equal(rc, H1_DONE);
+        assert_int_equal(off, n - 4);
+        assert_int_equal(o, strlen(want));
+        assert_memory_equal(out, want, o);
+    }
+}
+
 /* Every prefix of a valid head is "more", never a verdict. */
 static void test_prefixes_need_more(void **state)
 {
@@ -232,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_chunked),
         cmocka_unit_test(test_trailers),
         cmocka_unit_test(test_prefixes_need_more),
+        cmocka_unit_test(test_chunked_copy_drops_extensions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
