@@ -4,10 +4,16 @@
  * One request at a time per connection. Pipelined requests wait, unparsed, in
  * the input buffer until the current response has been queued, so responses
  * are in order by construction and a request can never be parsed while its
- * predecessor's body is in doubt. The parser is llhttp in strict mode; the
- * checks llhttp leaves to its user (sizes, Host, Transfer-Encoding codings,
- * Expect, bodies on GET) are made in on_headers_complete, before any module
- * or the origin sees the request. Any framing error answers once and closes.
+ * predecessor's body is in doubt. Every request byte passes two independent
+ * parsers: the strict framing scanner (shield/h1scan.h) first, then llhttp in
+ * strict mode, which gets a head only once the scanner has seen all of it and
+ * must end each head and chunked body exactly where the scanner did (a
+ * disagreement is refused and counted). The checks llhttp leaves to its user
+ * (Host, Transfer-Encoding codings, Expect, bodies on GET) are made in
+ * on_headers_complete, before any module or the origin sees the request. Any
+ * framing error answers once and closes. Nothing a request keeps points into
+ * memory a later parser callback can move: the head buffer freezes when the
+ * head is complete, and trailers never reach it.
  *
  * States (CONN_STATES) and their allowed successors are data: conn_set_state()
  * refuses an undeclared transition, and SHIELD_DEBUG traces every step.
