@@ -36,7 +36,7 @@ else
   LDSAN    :=
 endif
 CFLAGS ?=
-CFLAGS += -std=gnu11 -pthread $(OPT) $(WARN)
+override CFLAGS += -std=gnu11 -pthread $(OPT) $(WARN)
 
 SRC       := $(sort $(wildcard proxy/*.c proxy/cache/*.c modules/*.c))
 MAIN_SRC  := proxy/main.c

@@ -27,22 +27,61 @@
 
 /* ---- messages --------------------------------------------------------------------------- */
 
-__attribute__((format(printf, 3, 4))) void cfg_err_at(loader *ld, const config_setting_t *at,
-                                                      const char *fmt, ...)
+/*
+ * Messages quote what the file says, and a quoted "a\nb" would end the line
+ * early: whoever reads "file:line: message" line by line (an editor, a CI log,
+ * the fuzz harness) would take the rest for a message of its own. Control
+ * bytes are written as escapes; a tab does not break a line and stays.
+ */
+static void put_escaped(FILE *f, const char *s)
 {
-    const char *file = at ? config_setting_source_file(at) : NULL;
-    unsigned line = at ? config_setting_source_line(at) : 0;
-    va_list ap;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '\n')
+            fputs("\\n", f);
+        else if (c == '\r')
+            fputs("\\r", f);
+        else if ((c < 0x20 && c != '\t') || c == 0x7f)
+            fprintf(f, "\\x%02x", c);
+        else
+            fputc(c, f);
+    }
+}
+
+__attribute__((format(printf, 4, 0))) static void err_v(loader *ld, const char *file, unsigned line,
+                                                        const char *fmt, va_list ap)
+{
+    char *msg = NULL;
 
     /* The root group has no line: a missing top-level key is a whole-file problem. */
-    fprintf(ld->errs, "%s:", file ? file : ld->path);
+    put_escaped(ld->errs, file ? file : ld->path);
+    fputc(':', ld->errs);
     if (line) fprintf(ld->errs, "%u:", line);
     fputc(' ', ld->errs);
-    va_start(ap, fmt);
-    vfprintf(ld->errs, fmt, ap);
-    va_end(ap);
+    if (vasprintf(&msg, fmt, ap) < 0) abort();
+    put_escaped(ld->errs, msg);
+    free(msg);
     fputc('\n', ld->errs);
     ld->nerr++;
+}
+
+void cfg_err_line(loader *ld, const char *file, unsigned line, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    err_v(ld, file, line, fmt, ap);
+    va_end(ap);
+}
+
+void cfg_err_at(loader *ld, const config_setting_t *at, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    err_v(ld, at ? config_setting_source_file(at) : NULL, at ? config_setting_source_line(at) : 0,
+          fmt, ap);
+    va_end(ap);
 }
 
 const char *cfg_type_name(const config_setting_t *s)
@@ -248,8 +287,8 @@ static int check_url(const char *u, const char **host, size_t *hlen)
         if ((unsigned char)*c <= 0x20 || *c == 0x7f) return -1;
     auth_end = p + strcspn(p, "/?#");
     if (*p == '[') {
-        h_end = memchr(p, ']', (size_t)(auth_end - p));
-        if (!h_end++) return -1;
+        if (!(h_end = memchr(p, ']', (size_t)(auth_end - p)))) return -1;
+        h_end++;
     } else if (!(h_end = memchr(p, ':', (size_t)(auth_end - p)))) {
         h_end = auth_end;
     }
@@ -1086,6 +1125,28 @@ static void parse_globals(scope *top, sh_config *cfg)
 
 /* ---- entry points ----------------------------------------------------------------------- */
 
+/*
+ * libconfig puts an error at the end of a file that ends in a newline on the
+ * line after the last, which no editor has: the unfinished setting is on the
+ * last line, so that is the one named.
+ */
+static unsigned error_line(const char *file, int line)
+{
+    unsigned lines = 0;
+    int c, last = '\n';
+    FILE *f;
+
+    if (line <= 0) return 0;
+    if (!(f = fopen(file, "r"))) return (unsigned)line;
+    while ((c = getc(f)) != EOF) {
+        lines += c == '\n';
+        last = c;
+    }
+    fclose(f);
+    lines += last != '\n';
+    return lines && (unsigned)line > lines ? lines : (unsigned)line;
+}
+
 sh_config *sh_config_load(const char *path, void *errs)
 {
     loader ld = {errs ? errs : stderr, path, 0};
@@ -1108,11 +1169,11 @@ sh_config *sh_config_load(const char *path, void *errs)
     }
     fclose(f);
 
+    if (cfg_check_includes(&ld)) return NULL;
     config_init(&lc);
     if (!config_read_file(&lc, path)) {
-        const char *ef = config_error_file(&lc);
-        fprintf(ld.errs, "%s:%d: %s\n", ef ? ef : path, config_error_line(&lc),
-                config_error_text(&lc));
+        const char *ef = config_error_file(&lc) ? config_error_file(&lc) : path;
+        cfg_err_line(&ld, ef, error_line(ef, config_error_line(&lc)), "%s", config_error_text(&lc));
         config_destroy(&lc);
         return NULL;
     }

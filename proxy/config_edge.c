@@ -130,7 +130,10 @@ static void parse_tls(scope *top, sh_config *cfg)
         if (!e) continue;
         cfg_scope_elem(&el, top->ld, e, "tls.certificates", NULL, NULL);
         cfg_check_keys(&el, "cert key");
-        if (!cfg_need_str(&el, "cert", 1, &cert) | !cfg_need_str(&el, "key", 1, &key)) continue;
+        /* both looked up before deciding, so a group missing both gets both messages */
+        int has_cert = cfg_need_str(&el, "cert", 1, &cert),
+            has_key = cfg_need_str(&el, "key", 1, &key);
+        if (!has_cert || !has_key) continue;
         sh_tls_cert_conf *c = &t->certs[t->ncerts++];
         c->cert = sh_strdup(cert);
         c->key = sh_strdup(key);
@@ -220,7 +223,9 @@ static void parse_signed_urls(scope *top, sh_config *cfg)
         config_setting_lookup_string(e, "id", &id);
         cfg_scope_elem(&el, top->ld, e, "signed_urls.key_groups", "key", id);
         cfg_check_keys(&el, "id public_key");
-        if (!cfg_need_str(&el, "id", 1, &id) | !cfg_need_str(&el, "public_key", 1, &pk)) continue;
+        int has_id = cfg_need_str(&el, "id", 1, &id),
+            has_pk = cfg_need_str(&el, "public_key", 1, &pk);
+        if (!has_id || !has_pk) continue;
         if (!cfg_is_token(id)) {
             cfg_err_at(top->ld, cfg_member(&el, "id"), "%sid: unexpected characters", el.prefix);
             continue;

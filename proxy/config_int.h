@@ -55,8 +55,11 @@ typedef struct num_field {
     uint64_t def, min, max;
 } num_field;
 
+/* "file:line: message\n" (no line when 0) on ld->errs, control bytes escaped; counts an error. */
 __attribute__((format(printf, 3, 4))) void cfg_err_at(loader *ld, const config_setting_t *at,
                                                       const char *fmt, ...);
+__attribute__((format(printf, 4, 5))) void cfg_err_line(loader *ld, const char *file, unsigned line,
+                                                        const char *fmt, ...);
 const char *cfg_type_name(const config_setting_t *s);
 int cfg_is_token(const char *s);
 int cfg_is_field_value(const char *s);
@@ -93,6 +96,12 @@ void cfg_set_str(char **dst, const char *v);
  * bits without an L suffix, beyond 64 bits with one). Returns how many.
  */
 int cfg_check_int_literals(loader *ld, const config_t *lc);
+/*
+ * config_literals.c: before libconfig reads ld->path, report every @include
+ * reachable from it that names something other than a regular file (libconfig
+ * would exit the process on a directory). Returns how many.
+ */
+int cfg_check_includes(loader *ld);
 
 /* config_edge.c: the edge-security groups and the per-behavior edge keys. */
 #define EDGE_TOP_KEYS      "tls trusted_proxies signed_urls sigv4 geo rate_limit waf log alarms popular"

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "shield/config.h"
@@ -56,7 +57,7 @@ static char *replace_all(const char *s, const char *from, const char *to)
  * everything the loader wrote, with the temporary path replaced by "t.conf" so
  * tests can compare exact lines.
  */
-static sh_config *load_text(const char *text, char **errs)
+static sh_config *load_bytes(const char *text, size_t n, char **errs)
 {
     char path[] = "/tmp/shield-test-config-XXXXXX";
     char *buf = NULL;
@@ -68,7 +69,7 @@ static sh_config *load_text(const char *text, char **errs)
     assert_true(fd >= 0);
     f = fdopen(fd, "w");
     assert_non_null(f);
-    fputs(text, f);
+    assert_int_equal(fwrite(text, 1, n, f), n);
     fclose(f);
     e = open_memstream(&buf, &len);
     assert_non_null(e);
@@ -79,6 +80,11 @@ static sh_config *load_text(const char *text, char **errs)
     *errs = replace_all(buf, path, "t.conf");
     free(buf);
     return cfg;
+}
+
+static sh_config *load_text(const char *text, char **errs)
+{
+    return load_bytes(text, strlen(text), errs);
 }
 
 static sh_config *load_ok(const char *text)
@@ -1350,6 +1356,115 @@ static void test_err_count_messages(void **state)
     sh_config_free(cfg);
 }
 
+/* ---- found by tests/fuzz/fuzz_config.c ------------------------------------------------------ */
+
+/*
+ * libconfig reads a NUL inside a comment or a string as one more byte of it;
+ * the integer re-scan stopped at the first NUL, so a wrapped number after it
+ * went through (a 4296015872-byte cache loaded as 1M).
+ */
+static void test_err_int_wraps_after_nul_byte(void **state)
+{
+    static const char comment[] = MINIMAL "# \0\ncache = { memory_size = 4296015872; };\n";
+    static const char string[] = MINIMAL "node = { name = \"a\0b\"; };\n"
+                                         "cache = { memory_size = 4296015872; };\n";
+    const struct {
+        const char *text;
+        size_t len;
+    } cases[] = {{comment, sizeof comment - 1}, {string, sizeof string - 1}};
+    char want[512] = "", *errs;
+
+    add_wrap32(want, sizeof want, "t.conf", 5, "4296015872");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sh_config *cfg = load_bytes(cases[i].text, cases[i].len, &errs);
+        assert_string_equal(errs, want);
+        assert_null(cfg);
+        free(errs);
+    }
+}
+
+/* A quoted value holding a newline split its message over two lines of output. */
+static void test_err_control_bytes_escaped_in_messages(void **state)
+{
+    expect_errors(MINIMAL "node = { name = \"a\\nb\"; pop = \"c\\r\\x1bd\\x7f\"; };\n"
+                          "trusted_proxies = { header = \"X\tY\"; };\n",
+                  "t.conf:4: node.name \"a\\nb\": use letters, digits, '.', '-' and '_' only\n"
+                  "t.conf:4: node.pop \"c\\r\\x1bd\\x7f\": use letters, digits, '.', '-' and '_' "
+                  "only\n"
+                  "t.conf:5: trusted_proxies.header \"X\tY\": not a header name\n");
+}
+
+/*
+ * libconfig fopen()s an @include target and its scanner calls exit(2) when the
+ * read fails, as it does on a directory: `shield -t` died with "input in flex
+ * scanner failed". Such targets, nested ones too, are refused as file:line.
+ */
+static void test_err_include_not_a_file(void **state)
+{
+    char inc[] = "/tmp/shield-test-include-XXXXXX", fifo[64], text[512], want[512], *errs, *named;
+    int fd = mkstemp(inc);
+    sh_config *cfg;
+    FILE *f;
+
+    expect_errors(MINIMAL "@include \".\"\n", "t.conf:4: @include \".\": is a directory\n");
+    expect_errors(MINIMAL "cache = {\n  @include \"..\"\n};\n",
+                  "t.conf:5: @include \"..\": is a directory\n");
+    /* libconfig would print the backslash and open ".." */
+    expect_errors(MINIMAL "@include \".\\.\"\n",
+                  "t.conf:4: @include \".\\.\": a backslash must be written \\\\ (or \\\" for "
+                  "a quote)\n");
+    expect_errors(MINIMAL "@include \"nop\\",
+                  "t.conf:4: @include \"nop\\\": a backslash must be written \\\\ (or \\\" for a "
+                  "quote)\n");
+    /* inside a comment or a string: not an include */
+    sh_config *ok = load_ok(MINIMAL "/* \n@include \".\"\n*/ node = { error_log = \"\n"
+                                    "@include \\\".\\\"\"; };\n");
+    assert_string_equal(ok->error_log, "\n@include \".\"");
+    sh_config_free(ok);
+
+    snprintf(fifo, sizeof fifo, "%s.fifo", inc);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_true(fd >= 0);
+    f = fdopen(fd, "w");
+    assert_non_null(f);
+    fprintf(f, "# nested\n@include \"/tmp\"\n@include \"%s\"\n", fifo);
+    fclose(f);
+    snprintf(text, sizeof text, MINIMAL "cache = {\n@include \"%s\"\n};\n", inc);
+    cfg = load_text(text, &errs);
+    unlink(fifo);
+    unlink(inc);
+    assert_null(cfg);
+    named = replace_all(errs, inc, "inc.conf");
+    snprintf(want, sizeof want,
+             "inc.conf:2: @include \"/tmp\": is a directory\n"
+             "inc.conf:3: @include \"inc.conf.fifo\": not a regular file\n");
+    assert_string_equal(named, want);
+    free(named);
+    free(errs);
+}
+
+/* An IPv6 endpoint without its ']' stepped a NULL pointer (UBSan: offset 1 to null pointer). */
+static void test_err_endpoint_unclosed_ipv6_bracket(void **state)
+{
+    expect_errors(LISTEN
+                  "origins = ( { name = \"o\"; type = \"http\"; endpoint = \"http://[::1\";\n"
+                  "  imds_endpoint = \"http://[fd00:ec2::254/\"; } );\n" CATCHALL,
+                  "t.conf:2: origin \"o\": endpoint \"http://[::1\": expected an http:// or "
+                  "https:// URL\n"
+                  "t.conf:3: origin \"o\": imds_endpoint is only valid with credentials = "
+                  "\"imds\"\n"
+                  "t.conf:3: origin \"o\": imds_endpoint \"http://[fd00:ec2::254/\": expected an "
+                  "http:// or https:// URL\n");
+}
+
+/* A syntax error at the end of a file ending in a newline named the line after the last. */
+static void test_err_syntax_at_end_of_file_names_last_line(void **state)
+{
+    expect_errors(MINIMAL "node = \n", "t.conf:4: syntax error\n");
+    expect_errors(MINIMAL "node = ", "t.conf:4: syntax error\n");
+    expect_errors(MINIMAL "node = {\n\n\n", "t.conf:6: syntax error\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1385,6 +1500,11 @@ int main(void)
         cmocka_unit_test(test_err_int_wraps_in_included_file),
         cmocka_unit_test(test_err_forward_headers_never_forwarded),
         cmocka_unit_test(test_err_count_messages),
+        cmocka_unit_test(test_err_int_wraps_after_nul_byte),
+        cmocka_unit_test(test_err_control_bytes_escaped_in_messages),
+        cmocka_unit_test(test_err_include_not_a_file),
+        cmocka_unit_test(test_err_syntax_at_end_of_file_names_last_line),
+        cmocka_unit_test(test_err_endpoint_unclosed_ipv6_bracket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
