@@ -127,7 +127,8 @@ static void handle_stats(sh_admin *a, struct evhttp_request *req)
             "\"bytes_from_disk\": %llu, \"bytes_from_origin\": %llu, \"evictions\": %llu, "
             "\"objects\": %llu, \"bytes\": %llu, \"invalidations\": %llu, \"fill_wait_us\": %llu, "
             "\"memory_size\": %llu, \"disk_objects\": %llu, \"disk_bytes\": %llu, "
-            "\"disk_pending\": %llu, \"disk_writes\": %llu, \"disk_refusals\": %llu, ",
+            "\"disk_pending\": %llu, \"disk_writes\": %llu, \"disk_refusals\": %llu, "
+            "\"disk_write_errors\": %llu, ",
             F(hits), F(misses), F(refresh_hits), F(collapsed), F(origin_fetches), F(passes),
             F(bytes_from_memory), F(bytes_from_disk), F(bytes_from_origin), F(evictions),
             F(objects), F(bytes), F(invalidations), F(fill_wait_us),
@@ -137,7 +138,7 @@ static void handle_stats(sh_admin *a, struct evhttp_request *req)
             (unsigned long long)(cache_persist_of(a->cache)
                                      ? cache_persist_pending(cache_persist_of(a->cache))
                                      : 0),
-            F(disk_writes), F(disk_refusals));
+            F(disk_writes), F(disk_refusals), F(disk_write_errors));
 #undef F
         /* The start-up scan runs while Shield serves: how far it got. */
         disk_scan_state ds = {0};

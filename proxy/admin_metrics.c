@@ -218,8 +218,13 @@ static void render_metrics(const sh_metrics_src *src, struct evbuffer *b)
         scalar(b, "shield_cache_disk_writes_total", "counter",
                "Files the disk tier started writing (committed or not).", A(disk_writes));
         scalar(b, "shield_cache_disk_refusals_total", "counter",
-               "Objects the disk tier's frequency admission refused (never written).",
+               "Objects the disk tier did not admit: refused by its frequency admission, or "
+               "by its byte budget at commit.",
                A(disk_refusals));
+        scalar(b, "shield_cache_disk_write_errors_total", "counter",
+               "Disk tier writes the filesystem failed (ENOSPC, EIO, EFBIG...); the objects "
+               "stay in memory only.",
+               A(disk_write_errors));
         family(b, "shield_cache_served_bytes_total", "counter",
                "Object bytes read to serve requests, by source.");
         evbuffer_add_printf(b,

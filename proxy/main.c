@@ -188,6 +188,9 @@ int main(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN);
+    /* A file-size limit (ulimit -f, systemd LimitFSIZE) must fail the write
+     * (EFBIG: a disk-tier write error, a short log line), not kill the server. */
+    signal(SIGXFSZ, SIG_IGN);
     /* Workers inherit this mask; only sigwait() below receives these. */
     sigset_t sigs;
     sigemptyset(&sigs);

@@ -173,9 +173,10 @@ typedef struct cache_stats {
     _Atomic uint64_t hits, misses, refresh_hits, collapsed, origin_fetches, passes;
     _Atomic uint64_t bytes_from_memory, bytes_from_disk, bytes_from_origin;
     _Atomic uint64_t evictions, objects, bytes, fill_wait_us, invalidations;
-    /* disk tier: files it started writing; objects its admission refused
-     * (never written) */
-    _Atomic uint64_t disk_writes, disk_refusals;
+    /* disk tier: files it started writing; objects it did not admit (its
+     * frequency admission, or the byte cap at commit: eviction, not failure);
+     * writes the filesystem failed (ENOSPC, EIO, EFBIG...) */
+    _Atomic uint64_t disk_writes, disk_refusals, disk_write_errors;
 } cache_stats;
 
 typedef struct sh_cache sh_cache;

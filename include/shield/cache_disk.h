@@ -122,6 +122,10 @@ void disk_close(disk_store *s);
 uint64_t disk_used(disk_store *s);
 /* Number of committed objects. */
 uint64_t disk_entry_count(disk_store *s);
+/* What the file of an object (key, metadata and body of these sizes) will count
+ * for in disk_used() once committed: the engine charges its eviction policy
+ * exactly this, so the policy's budget and the store's cap agree. */
+uint64_t disk_footprint(size_t keylen, size_t metalen, uint64_t body_size);
 /* The cap given to disk_open. */
 uint64_t disk_max_bytes(const disk_store *s);
 /*
@@ -244,8 +248,9 @@ void disk_commit_batch(disk_store *s, disk_writer **ws, size_t n, int *rcs);
  * object of the same key and fsyncs the directory. Byte cap: the engine's eviction policy decides
  * what goes, so commit never evicts; it refuses (DISK_ERR_FULL) an object larger than the cap, and
  * any object while disk_used() is already over the cap. disk_used() therefore never exceeds the cap
- * by more than one object's footprint. Frees the writer in every case, including errors (temp file
- * removed).
+ * by more than one object's footprint. DISK_ERR_FULL is the budget speaking, not the filesystem:
+ * the engine treats it as an object not admitted. Frees the writer in every case, including errors
+ * (temp file removed).
  */
 int disk_writer_commit(disk_writer *w, int64_t expected_size, const unsigned char *expected_md5);
 /* Drop an unfinished object: unlinks the temp file and frees the writer. */

@@ -29,8 +29,12 @@ void cache_persist_write(cache_persist *p, cache_obj *o);
 /* Read a disk object's body into the FILLING object o (cache_load_* below), or
  * run the probe o (see cache_persist_probe). */
 void cache_persist_load(cache_persist *p, cache_obj *o);
-/* Delete a stored object (evicted from the disk tier). */
+/* Delete a stored object (evicted from the disk tier): queued ahead of other
+ * jobs (an unlink is cheap, and it gives budget back to the writes behind it). */
 void cache_persist_remove(cache_persist *p, const char *key, size_t keylen);
+/* The same, now, on the calling thread: only from I/O threads (or the
+ * committer) that hold no leaf lock of the store. */
+void cache_persist_remove_now(cache_persist *p, const char *key, size_t keylen);
 /* Append an invalidation rule to the persistent log, now (blocking: call it
  * off the event loops, e.g. from the admin thread). 0 or -1. */
 int cache_persist_rule_sync(cache_persist *p, const char *pattern, int64_t time_us);
@@ -82,11 +86,15 @@ void cache_set_persist(sh_cache *c, cache_persist *p);
 cache_obj *cache_obj_new_disk(sh_cache *c, const char *key, size_t keylen);
 /* The scan found o (a disk-only object with its response decoded). */
 void cache_disk_restored(sh_cache *c, cache_obj *o, uint64_t footprint);
-/* Before o is written: charge it to the disk budget (evicting the files it
- * displaces) or refuse it by frequency admission, so that a refused object
+/* Before o is written, on an I/O thread: charge its file's footprint
+ * (disk_footprint) to the disk budget, deleting the files it displaces before
+ * returning, or refuse it by frequency admission, so that a refused object
  * costs no write. Returns 0 when refused (do not write), 1 when admitted as a
  * new key, 2 when it replaces a key already stored. */
-int cache_disk_reserve(sh_cache *c, cache_obj *o);
+int cache_disk_reserve(sh_cache *c, cache_obj *o, uint64_t footprint);
+/* Whether o's key still holds its place in the disk budget (another object's
+ * admission may have displaced it while it was written). */
+int cache_disk_wanted(sh_cache *c, const cache_obj *o);
 /* o was committed to disk / could not be written; reserved is what
  * cache_disk_reserve returned for it (a new key's charge is given back). */
 void cache_disk_committed(sh_cache *c, cache_obj *o);

@@ -754,9 +754,15 @@ static void drop_disk_only(sh_cache *c, const char *key, size_t keylen, uint64_t
  * refused, its own file is deleted too and 0 is returned. Restored files and
  * rewrites of a key already stored are always taken. Returns 1 when a new key
  * is taken, 2 when the key was stored already.
+ *
+ * now: the caller is an I/O thread about to write, so the files go before this
+ * returns. The store refuses commits while the files on disk are over the cap,
+ * so an eviction still waiting in the I/O queue (behind other writes) would turn
+ * the object it made room for into a failed write. Other callers (the scan, which
+ * holds a leaf lock) queue the deletions.
  */
 static int disk_account(sh_cache *c, const char *key, size_t keylen, uint64_t h, uint64_t size,
-                        int admit)
+                        int admit, int now)
 {
     evict_node *victims[64];
     dent *local[65], **gone = local;
@@ -801,7 +807,10 @@ static int disk_account(sh_cache *c, const char *key, size_t keylen, uint64_t h,
     pthread_mutex_unlock(&c->dlock);
     for (size_t i = 0; i < ngone; i++) {
         drop_disk_only(c, gone[i]->key, gone[i]->keylen, gone[i]->node.hash);
-        cache_persist_remove(c->persist, gone[i]->key, gone[i]->keylen);
+        if (now)
+            cache_persist_remove_now(c->persist, gone[i]->key, gone[i]->keylen);
+        else
+            cache_persist_remove(c->persist, gone[i]->key, gone[i]->keylen);
         if (admitted || i + 1 < ngone) /* a refused newcomer is last: not an eviction */
             atomic_fetch_add(&c->stats.evictions, 1);
         sh_free(gone[i]->key);
@@ -911,14 +920,12 @@ void cache_disk_restored(sh_cache *c, cache_obj *o, uint64_t footprint)
     pthread_mutex_unlock(&s->lock);
     /* Even when the key is indexed already (a fill or probe during the scan):
      * the file is on disk and must count against the disk budget. */
-    disk_account(c, o->key, o->keylen, o->hash, footprint, 0);
+    disk_account(c, o->key, o->keylen, o->hash, footprint, 0, 0);
 }
 
-int cache_disk_reserve(sh_cache *c, cache_obj *o)
+int cache_disk_reserve(sh_cache *c, cache_obj *o, uint64_t footprint)
 {
-    int r = disk_account(c, o->key, o->keylen, o->hash,
-                         (uint64_t)o->size + o->keylen + 4096, /* about the file's footprint */
-                         1);
+    int r = disk_account(c, o->key, o->keylen, o->hash, footprint, 1, 1);
     if (r) return r;
     /* The copy in memory, if charged there, stays and may be offered again
      * when the memory tier evicts it (disk_reoffer). */
@@ -928,15 +935,21 @@ int cache_disk_reserve(sh_cache *c, cache_obj *o)
     return 0;
 }
 
-void cache_disk_committed(sh_cache *c, cache_obj *o)
+int cache_disk_wanted(sh_cache *c, const cache_obj *o)
 {
     pthread_mutex_lock(&c->dlock);
     int kept = dmap_find(c, o->hash, o->key, o->keylen) != NULL;
     pthread_mutex_unlock(&c->dlock);
-    if (!kept) {
-        /* Displaced by a newcomer while it was written: the removal queued
-         * then may have run before this file was published. Never indexed. */
-        cache_persist_remove(c->persist, o->key, o->keylen);
+    return kept;
+}
+
+void cache_disk_committed(sh_cache *c, cache_obj *o)
+{
+    if (!cache_disk_wanted(c, o)) {
+        /* Displaced by a newcomer while it was written: the removal made
+         * then may have come before this file was published. Never indexed;
+         * removed at once, since the store counts it against the cap. */
+        cache_persist_remove_now(c->persist, o->key, o->keylen);
         if (o->evict.size == 0) cache_index_remove(o);
         return;
     }

@@ -518,6 +518,12 @@ uint64_t disk_entry_count(disk_store *s)
     return v;
 }
 
+uint64_t disk_footprint(size_t keylen, size_t metalen, uint64_t body_size)
+{
+    uint64_t nchunks = (body_size + DISK_CHUNK_SIZE - 1) / DISK_CHUNK_SIZE;
+    return footprint(HDR_SIZE + (uint64_t)keylen + metalen + body_size + 4 * nchunks + TRL_FIXED);
+}
+
 uint64_t disk_max_bytes(const disk_store *s)
 {
     return s->max_bytes;

@@ -247,29 +247,57 @@ static void push(cache_persist *p, job *j)
     pthread_mutex_unlock(&p->lock);
 }
 
-/* Disk full or failing: say so, but at most once a minute. */
-static void write_failed(cache_persist *p, cache_obj *o, int reserved, const char *why)
+/* Ahead of the queue: for removals, which free budget the writes behind them need. */
+static void push_front(cache_persist *p, job *j)
 {
-    static _Atomic int64_t last;
-    int64_t now = time(NULL), prev = atomic_load(&last);
-    if (now - prev >= 60 && atomic_compare_exchange_strong(&last, &prev, now))
-        sh_log(SH_LOG_ERROR, "cache: disk write failed (%s); objects stay in memory only", why);
+    pthread_mutex_lock(&p->lock);
+    j->next = p->head;
+    p->head = j;
+    if (!j->next) p->tail = &j->next;
+    p->pending++;
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/*
+ * o was not stored. The byte cap (DISK_ERR_FULL: the policy made room, but
+ * files it evicted were still there at commit) is the budget at work, like a
+ * refusal by admission: counted as one, and no error. Anything else is the
+ * filesystem failing (ENOSPC, EIO, EFBIG...): counted, and said at most once
+ * a minute, since every write fails while it lasts.
+ */
+static void not_stored(cache_persist *p, cache_obj *o, int reserved, int rc, const char *why)
+{
+    cache_stats *st = sh_cache_stats(p->cache);
+    if (rc == DISK_ERR_FULL) {
+        atomic_fetch_add(&st->disk_refusals, 1);
+    } else {
+        static _Atomic int64_t last;
+        int64_t now = time(NULL), prev = atomic_load(&last);
+        atomic_fetch_add(&st->disk_write_errors, 1);
+        if (now - prev >= 60 && atomic_compare_exchange_strong(&last, &prev, now))
+            sh_log(SH_LOG_ERROR, "cache: disk write failed (%s); objects stay in memory only", why);
+    }
     cache_disk_write_failed(p->cache, o, reserved);
 }
 
 static void do_persist(cache_persist *p, cache_obj *o)
 {
     /* Admission first: a refused object costs no write, and the files it
-     * displaces are queued for removal before its own write can find the
-     * store over its cap. */
-    int reserved = cache_disk_reserve(p->cache, o);
-    if (!reserved) return;
+     * displaces are gone before its own write can find the store over its
+     * cap. It is charged exactly what the store will count for its file. */
     size_t mlen;
     char *meta = meta_encode(o, &mlen);
+    int reserved =
+        cache_disk_reserve(p->cache, o, disk_footprint(o->keylen, mlen, (uint64_t)o->size));
+    if (!reserved) {
+        sh_free(meta);
+        return;
+    }
     disk_writer *w = disk_writer_begin(p->disk, o->key, o->keylen, meta, mlen);
     sh_free(meta);
     if (!w) {
-        write_failed(p, o, reserved, strerror(errno));
+        not_stored(p, o, reserved, DISK_ERR_IO, strerror(errno));
         return;
     }
     atomic_fetch_add(&sh_cache_stats(p->cache)->disk_writes, 1);
@@ -277,7 +305,7 @@ static void do_persist(cache_persist *p, cache_obj *o)
     for (size_t i = 0; i < o->nchunks && left > 0; i++) {
         size_t n = (size_t)(left < o->chunks[i]->cap ? left : o->chunks[i]->cap);
         if (disk_writer_append(w, o->chunks[i]->data, n) != 0) {
-            write_failed(p, o, reserved, strerror(errno));
+            not_stored(p, o, reserved, DISK_ERR_IO, strerror(errno));
             disk_writer_abort(w);
             return;
         }
@@ -287,7 +315,7 @@ static void do_persist(cache_persist *p, cache_obj *o)
     int have_md5 = o->etag && cache_etag_is_plain_md5(o->etag, strlen(o->etag), md5);
     int rc = disk_writer_finish(w, o->size, have_md5 ? md5 : NULL);
     if (rc != DISK_OK) {
-        write_failed(p, o, reserved, disk_rc_name(rc));
+        not_stored(p, o, reserved, rc, rc == DISK_ERR_IO ? strerror(errno) : disk_rc_name(rc));
         return;
     }
     pend *c = sh_calloc(1, sizeof(*c));
@@ -333,12 +361,25 @@ static size_t commit_once(cache_persist *p, int wait)
         pthread_mutex_unlock(&p->lock);
         if (!n) return 0;
 
-        disk_commit_batch(p->disk, ws, n, rcs);
+        /* An object displaced while it was written is not published: its file
+         * would only count against the cap until it was removed again. */
+        size_t m = 0;
         for (size_t i = 0; i < n; i++) {
-            if (rcs[i] == DISK_OK)
+            if (cache_disk_wanted(p->cache, batch[i]->o)) {
+                ws[m++] = batch[i]->w;
+                continue;
+            }
+            disk_writer_abort(batch[i]->w);
+            batch[i]->w = NULL;
+            cache_disk_write_failed(p->cache, batch[i]->o, batch[i]->reserved);
+        }
+        if (m) disk_commit_batch(p->disk, ws, m, rcs);
+        for (size_t i = 0, k = 0; i < n; i++) {
+            int rc = batch[i]->w ? rcs[k++] : DISK_ERR_INVALID;
+            if (rc == DISK_OK)
                 cache_disk_committed(p->cache, batch[i]->o);
-            else
-                write_failed(p, batch[i]->o, batch[i]->reserved, disk_rc_name(rcs[i]));
+            else if (batch[i]->w)
+                not_stored(p, batch[i]->o, batch[i]->reserved, rc, disk_rc_name(rc));
             cache_obj_unref(batch[i]->o);
             sh_free(batch[i]);
         }
@@ -748,7 +789,12 @@ void cache_persist_remove(cache_persist *p, const char *key, size_t keylen)
     j->key = sh_malloc(keylen);
     memcpy(j->key, key, keylen);
     j->keylen = keylen;
-    push(p, j);
+    push_front(p, j);
+}
+
+void cache_persist_remove_now(cache_persist *p, const char *key, size_t keylen)
+{
+    disk_remove(p->disk, key, keylen);
 }
 
 int cache_persist_rule_sync(cache_persist *p, const char *pattern, int64_t time_us)

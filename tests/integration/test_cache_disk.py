@@ -1,5 +1,5 @@
-"""Disk tier of the cache (TESTING.md "C" restart items; "F" kill -9 loop, corrupt and
-stray files, disk full; refused cache directories).
+"""Disk tier of the cache (TESTING.md "C" restart items and size caps; "F" kill -9 loop,
+corrupt and stray files, disk full, write errors in /metrics; refused cache directories).
 
 Every test runs the real binary with `cache = { disk = { path; size; } }` and an admin
 listener, in front of a ScriptedOrigin, and asserts on what viewers received (status,
@@ -20,6 +20,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import subprocess
 import threading
@@ -40,6 +41,7 @@ SCAN_RE = re.compile(r'cache: disk (.+?): (\d+) objects restored in ([0-9.]+) s 
                      r'\((\d+) corrupt, (\d+) temp, (\d+) stray files dropped\)')
 OBJ_RE = re.compile(r'([0-9a-f])/([0-9a-f]{2})/([0-9a-f]{32})\.obj')
 HDR_SIZE = 72
+WRITE_FAILED = 'disk write failed'  # the error line of a write the filesystem failed
 VOLATILE = {'date', 'age', 'x-request-id'}
 
 
@@ -102,6 +104,15 @@ def stats(sh):
     r = get(sh.admin_port, '/stats')
     assert r.status == 200, r
     return json.loads(r.body)['cache']
+
+
+def metric(sh, name):
+    """The value of an unlabelled sample in /metrics."""
+    r = get(sh.admin_port, '/metrics')
+    assert r.status == 200, r
+    m = re.search(rf'^{re.escape(name)} (\d+)$', r.body.decode(), re.M)
+    assert m, f'{name} not in /metrics'
+    return int(m.group(1))
 
 
 def wait_disk(sh, objects, timeout=15):
@@ -840,7 +851,10 @@ def test_disk_full_serves_from_origin(shield, origin, tmp_path):
             assert (r.status, xcache(r), sha(r.body)) == (200, 'Miss',
                                                           det_sha256(sizes[p], seeds[p]))
         st = wait_idle(sh)
-        assert st['disk_objects'] == 2, st
+        assert (st['disk_objects'], st['disk_write_errors']) == (2, 2), st
+        assert metric(sh, 'shield_cache_disk_write_errors_total') == 2
+        failed = [ln for ln in sh.stderr().splitlines() if WRITE_FAILED in ln]
+        assert len(failed) == 1 and 'No space left on device' in failed[0], failed  # rate-limited
         assert not temp_files(cache_dir), tree(cache_dir)  # the failed writes freed space
         r = get(sh.port, '/full/small')  # fits: the failed writes gave their space back
         assert r.status == 200 and sha(r.body) == det_sha256(10_000, seeds['/full/small'])
@@ -874,6 +888,145 @@ def test_disk_full_serves_from_origin(shield, origin, tmp_path):
             if u.returncode != 0:
                 subprocess.run(['umount', '-l', str(cache_dir)], capture_output=True,
                                timeout=30)
+
+
+# ---- the byte budget: eviction, not failure ------------------------------------------------
+
+BUDGET = 16 * MIB
+
+
+def budget_reply(q):
+    """Books of 8-200 KB with a few KB of user metadata (stored with each object, so a
+    file takes more than its body and key), fixed per object number."""
+    i = int(q.path.rsplit('/', 1)[1])
+    r = random.Random(i)
+    meta = [('X-Amz-Meta-Description', 'd' * r.randint(1000, 6000))]
+    return Reply(size=budget_size(i), seed=i, headers=meta)
+
+
+def budget_size(i):
+    return random.Random(i).randint(8_000, 200_000)
+
+
+def on_disk_bytes(cache_dir):
+    """Footprint (4 KiB blocks) of the object files there now."""
+    return sum(-(-size // 4096) * 4096 for size in obj_files(cache_dir).values())
+
+
+def fetch_all(sh, ids, conns=16):
+    """GET /b/<i> for every i, conns clients in parallel; every body must be exact."""
+    bad = []
+
+    def worker(part):
+        for i in part:
+            r = get(sh.port, f'/b/{i}', timeout=30)
+            if r is None or r.status != 200 or sha(r.body) != det_sha256(budget_size(i), i):
+                bad.append((i, r))
+    ts = [threading.Thread(target=worker, args=(ids[k::conns],)) for k in range(conns)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not bad, bad[:3]
+
+
+class BytesSampler:
+    """Polls /stats disk_bytes (the store's count of the files there) on a thread until
+    stopped; .peak. The cache directory itself cannot be summed at one instant."""
+
+    def __init__(self, sh):
+        self.sh, self.peak, self.samples = sh, 0, 0
+        self.done = threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.done.is_set():
+            self.peak = max(self.peak, stats(self.sh)['disk_bytes'])
+            self.samples += 1
+
+    def __enter__(self):
+        self.t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.t.join()
+
+
+def test_full_budget_after_restart_evicts_without_write_errors(shield, origin, tmp_path):
+    """A 16 MB disk budget filled, Shield restarted (the scan restores a full budget), then
+    new objects fetched by 16 parallel clients: each new object takes the place of older
+    files. Reaching the budget is no write failure: no "disk write failed" line, no write
+    error, no object refused; the store stays within the budget while it happens, and its
+    accounting matches the files afterwards.
+
+    Two causes made admitted objects fail as "disk write failed (full)": the eviction
+    policy was charged an estimate of each new file (body + key + 4 KiB) that left out the
+    stored response headers, so with a few KB of metadata per object it kept more files
+    than the budget holds and the store refused every commit once over it; and the files
+    it evicted were deleted later, in the I/O queue behind other writes, while the store
+    already refused commits over the budget."""
+    cache_dir = tmp_path / 'cache'
+    origin.default = budget_reply
+    sh = disk_shield(shield, origin, cache_dir, disk_size='16M', cache={'memory_size': '4M'})
+    fetch_all(sh, list(range(200)))
+    st = wait_idle(sh)
+    assert st['disk_bytes'] > BUDGET - 256 * 1024, f'the budget is not full: {st}'
+    old = set(files_by_path(cache_dir))
+
+    sh = restart(shield, sh)
+    assert scan_line(sh)[1] == len(old)
+    new = list(range(1000, 1300))
+    with BytesSampler(sh) as sampler:
+        fetch_all(sh, new)
+        st = wait_idle(sh)
+    err = sh.stderr()
+    assert WRITE_FAILED not in err, [ln for ln in err.splitlines() if WRITE_FAILED in ln]
+    assert st['disk_write_errors'] == 0 and st['disk_refusals'] == 0, st
+    by_path = files_by_path(cache_dir)
+    assert not old & set(by_path), 'older files did not make room for the new objects'
+    assert (st['disk_objects'], st['disk_bytes']) == (len(by_path), on_disk_bytes(cache_dir))
+    assert st['disk_bytes'] > BUDGET - 256 * 1024, f'the budget is not used: {st}'
+    assert sampler.samples > 10 and sampler.peak <= BUDGET, (sampler.peak, BUDGET)
+    for p in by_path:
+        i = int(p.rsplit('/', 1)[1])
+        r = get(sh.port, p)
+        assert (r.status, xcache(r), sha(r.body)) == (200, 'Hit', det_sha256(budget_size(i), i))
+
+
+def test_real_write_failure_counted_in_metrics_and_logged_once(shield, origin, tmp_path):
+    """A write the filesystem refuses (here EFBIG: a 256 KiB file-size limit set on the
+    running process, RLIMIT_FSIZE, which needs no privilege) is a write error: counted in
+    /metrics and /stats, logged at most once a minute, the object served and kept in
+    memory, no temp file left; objects that fit are still stored. Shield ignores SIGXFSZ,
+    so the limit fails the write instead of killing the process."""
+    cache_dir = tmp_path / 'cache'
+    sizes = {'/w/small': 20_000, '/w/big1': 2 * MIB, '/w/big2': MIB + 7, '/w/small2': 30_000}
+    for i, (p, n) in enumerate(sizes.items()):
+        origin.route(p, Reply(size=n, seed=80 + i))
+    sh = disk_shield(shield, origin, cache_dir)
+    assert metric(sh, 'shield_cache_disk_write_errors_total') == 0
+    resource.prlimit(sh.pid, resource.RLIMIT_FSIZE, (256 * 1024, resource.RLIM_INFINITY))
+    for i, (p, n) in enumerate(sizes.items()):
+        r = get(sh.port, p)
+        assert (r.status, xcache(r), sha(r.body)) == (200, 'Miss', det_sha256(n, 80 + i)), p
+        wait_idle(sh)
+    sh.assert_alive()
+    assert metric(sh, 'shield_cache_disk_write_errors_total') == 2
+    text = get(sh.admin_port, '/metrics').body
+    p = subprocess.run(['promtool', 'check', 'metrics'], input=text, capture_output=True,
+                       timeout=30)
+    assert p.returncode == 0, f'promtool: {p.stdout.decode()} {p.stderr.decode()}'
+    st = stats(sh)
+    assert (st['disk_write_errors'], st['disk_objects'], st['disk_refusals']) == (2, 2, 0), st
+    lines = [ln for ln in sh.stderr().splitlines() if WRITE_FAILED in ln]
+    assert len(lines) == 1 and '[error]' in lines[0] and 'File too large' in lines[0], lines
+    assert not temp_files(cache_dir), tree(cache_dir)
+    assert set(files_by_path(cache_dir)) == {'/w/small', '/w/small2'}
+    for i, (p, n) in enumerate(sizes.items()):  # the failed ones from memory
+        r = get(sh.port, p)
+        assert (r.status, xcache(r), sha(r.body)) == (200, 'Hit', det_sha256(n, 80 + i)), p
+    assert [origin.count(p) for p in sizes] == [1, 1, 1, 1]
 
 
 # ---- refused directories -----------------------------------------------------------------

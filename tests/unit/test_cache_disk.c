@@ -404,6 +404,55 @@ static void test_cap(void **state)
 
 /* ---- store directory ------------------------------------------------------------------------ */
 
+/* What the engine charges its eviction policy for an object before writing it
+ * must be what the store then counts for the file, to the byte: the policy
+ * keeps the budget, the store refuses commits over it, and any difference
+ * between them is a commit refused although the policy made room. Sizes around
+ * the block and chunk boundaries, with metadata from none to several blocks. */
+static void scan_footprint_cb(void *ud, const void *key, size_t keylen, const disk_info *info)
+{
+    *(uint64_t *)ud += info->footprint;
+}
+
+static void test_footprint_is_exact(void **state)
+{
+    fixture *f = *state;
+    static const size_t bodies[] = {0,       1,   4000,    4096,        4097,        20000,
+                                    MIB - 1, MIB, MIB + 1, 2 * MIB + 5, 3 * MIB - 90};
+    static const size_t metas[] = {0, 100, 3000, 4020, 9000};
+    unsigned char *body = make_body(11, 3 * MIB);
+    char *meta = malloc(9001);
+    disk_store *s = open_scanned(f->cache, 1ull << 40);
+    uint64_t want = 0;
+    int n = 0;
+
+    memset(meta, 'm', 9000);
+    meta[9000] = '\0';
+    for (size_t b = 0; b < sizeof bodies / sizeof *bodies; b++) {
+        for (size_t m = 0; m < sizeof metas / sizeof *metas; m++) {
+            char key[32];
+            int klen = snprintf(key, sizeof key, "key-%zu-%zu", b, m);
+            uint64_t before = disk_used(s), fp = disk_footprint((size_t)klen, metas[m], bodies[b]);
+            meta[metas[m]] = '\0';
+            assert_int_equal(put_obj(s, key, meta, body, bodies[b], 65536), DISK_OK);
+            meta[metas[m]] = 'm';
+            assert_int_equal(disk_used(s) - before, fp);
+            want += fp;
+            n++;
+        }
+    }
+    disk_close(s);
+    uint64_t scanned = 0;
+    s = open_store(f->cache, 1ull << 40);
+    assert_int_equal(disk_scan(s, 2, scan_footprint_cb, &scanned, NULL), DISK_OK);
+    assert_int_equal(scanned, want);
+    assert_int_equal(disk_used(s), want);
+    assert_int_equal(disk_entry_count(s), n);
+    disk_close(s);
+    free(meta);
+    free(body);
+}
+
 static void test_lock_and_foreign_dir(void **state)
 {
     fixture *f = *state;
@@ -1110,6 +1159,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replace_remove_rewrite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mismatch_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_footprint_is_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_and_foreign_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bitflip_body, setup, teardown),
