@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "shield/http.h"
+
 enum {
     /* the request line */
     S_START,    /* before the request line: a method byte or an empty line */
@@ -33,36 +35,20 @@ enum {
     C_DATA_LF,
 };
 
-/* RFC 9110 §5.6.2 tchar, as a table: this runs on every byte of every head. */
-static const uint8_t tchar[256] = {
-    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
-    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
-    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
-    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,  ['F'] = 1, ['G'] = 1,
-    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1,  ['N'] = 1, ['O'] = 1,
-    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1,
-    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,  ['d'] = 1, ['e'] = 1,
-    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,  ['l'] = 1, ['m'] = 1,
-    ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,  ['t'] = 1, ['u'] = 1,
-    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+/* Byte classes, one load per byte: this runs on every byte of every head. */
+enum {
+    B_TCHAR = 1,  /* RFC 9110 §5.6.2 token character */
+    B_VALUE = 2,  /* field-value byte (§5.5): VCHAR, obs-text, SP, HTAB */
+    B_TARGET = 4, /* request-target byte: printable ASCII but SP */
 };
-
-/* Field-value bytes (RFC 9110 §5.5): VCHAR, obs-text, SP and HTAB. */
-static int value_byte(unsigned char ch)
-{
-    return (ch >= 0x20 && ch != 0x7f) || ch == '\t';
-}
-
-/* Byte classes for the runs of plain_run(), one load per byte. */
-enum { B_TCHAR = 1, B_VALUE = 2, B_TARGET = 4 };
 static uint8_t cls[256];
 
 __attribute__((constructor)) static void cls_init(void)
 {
     for (int ch = 0; ch < 256; ch++)
-        cls[ch] =
-            (uint8_t)((tchar[ch] ? B_TCHAR : 0) | (value_byte((unsigned char)ch) ? B_VALUE : 0) |
-                      (ch > ' ' && ch < 0x7f ? B_TARGET : 0));
+        cls[ch] = (uint8_t)((sh_is_tchar((unsigned char)ch) ? B_TCHAR : 0) |
+                            ((ch >= 0x20 && ch != 0x7f) || ch == '\t' ? B_VALUE : 0) |
+                            (ch > ' ' && ch < 0x7f ? B_TARGET : 0));
 }
 
 void h1_scan_init(h1_scan *s)
@@ -116,7 +102,7 @@ static inline __attribute__((always_inline)) int field_byte(h1_scan *s, const h1
             s->state = F_END_LF;
             return H1_MORE;
         }
-        if (!tchar[ch])
+        if (!(cls[ch] & B_TCHAR))
             return fail(detail,
                         ch == ' ' || ch == '\t' ? "obs-fold or whitespace before a field"
                                                 : "invalid byte in a field name",
@@ -134,7 +120,7 @@ static inline __attribute__((always_inline)) int field_byte(h1_scan *s, const h1
             s->state = F_VALUE;
             break;
         }
-        if (!tchar[ch]) return fail(detail, "invalid byte in a field name", 400);
+        if (!(cls[ch] & B_TCHAR)) return fail(detail, "invalid byte in a field name", 400);
         if (s->trailers && s->name_len < sizeof s->name) s->name[s->name_len++] = (char)ch;
         break;
     case F_VALUE:
@@ -142,7 +128,7 @@ static inline __attribute__((always_inline)) int field_byte(h1_scan *s, const h1
             s->state = F_VALUE_LF;
             break;
         }
-        if (!value_byte(ch)) return fail(detail, "control byte in a field value", 400);
+        if (!(cls[ch] & B_VALUE)) return fail(detail, "control byte in a field value", 400);
         break;
     case F_VALUE_LF:
         if (ch != '\n') return fail(detail, "bare CR in a field value", 400);
@@ -217,7 +203,7 @@ int h1_scan_head(h1_scan *s, const h1_limits *lim, const char *p, size_t n, size
                 s->state = S_START_LF;
                 break;
             }
-            if (!tchar[ch]) return fail(detail, "malformed request line", 400);
+            if (!(cls[ch] & B_TCHAR)) return fail(detail, "malformed request line", 400);
             s->state = S_METHOD;
             /* fall through */
         case S_METHOD:
@@ -231,7 +217,7 @@ int h1_scan_head(h1_scan *s, const h1_limits *lim, const char *p, size_t n, size
                 s->state = S_TARGET;
                 break;
             }
-            if (!tchar[ch]) return fail(detail, "malformed method", 400);
+            if (!(cls[ch] & B_TCHAR)) return fail(detail, "malformed method", 400);
             if ((size_t)s->method_len + 1 < sizeof s->method) s->method[s->method_len] = (char)ch;
             if (s->method_len < UINT8_MAX) s->method_len++;
             break;
@@ -349,7 +335,7 @@ int h1_scan_chunked(h1_scan *s, const h1_limits *lim, const char *p, size_t n, s
                 s->state = C_SIZE_LF;
                 break;
             }
-            if (!value_byte(ch)) return fail(detail, "control byte in chunk extension", 400);
+            if (!(cls[ch] & B_VALUE)) return fail(detail, "control byte in chunk extension", 400);
             if (++s->section_bytes > lim->max_header_size)
                 return fail(detail, "chunk extension too large", 400);
             break;
