@@ -91,8 +91,7 @@ typedef struct sh_conn {
     uint32_t url_off, url_len;
     struct hspan *spans;
     size_t nspans, spans_cap;
-    int last_cb; /* 0 none, 1 field, 2 value */
-    size_t header_bytes;
+    int last_cb;    /* 0 none, 1 field, 2 value */
     int err_status; /* set by a callback before it fails the parse */
     const char *err_detail;
     int msg_done, has_body, expect_continue;
